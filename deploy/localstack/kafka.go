@@ -1,0 +1,95 @@
+package localstack
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// The topics of the v1 contract (shared with cmd/omsd and the tests).
+const (
+	TopicShipments = "oms.shipments" // key = node id
+	TopicWMSEvents = "wms.events"    // key = shipment id
+	TopicOrders    = "oms.orders"    // key = order id
+)
+
+// Topics lists every topic omsd uses.
+var Topics = []string{TopicShipments, TopicWMSEvents, TopicOrders}
+
+// KafkaConfig configures the in-process broker. The zero value is an
+// in-memory single broker with the contract topics at 8 partitions.
+type KafkaConfig struct {
+	// DataDir keeps the broker's log on disk so that a restart on the same
+	// directory loses nothing. Empty: in memory.
+	DataDir string
+	// SyncWrites fsyncs every produced batch (only with DataDir).
+	SyncWrites bool
+	// Partitions per topic; default 8.
+	Partitions int32
+	// Topics to seed; default Topics.
+	Topics []string
+}
+
+// Kafka is franz-go's kfake broker, reached over TCP like any broker.
+type Kafka struct {
+	cluster *kfake.Cluster
+}
+
+// Brokers are the host:port addresses of the broker.
+func (k *Kafka) Brokers() []string { return k.cluster.ListenAddrs() }
+
+// Cluster exposes the fake for fault injection in tests.
+func (k *Kafka) Cluster() *kfake.Cluster { return k.cluster }
+
+// StartKafka starts the in-process broker on a free loopback port and waits
+// until it accepts connections.
+func StartKafka(ctx context.Context, cfg KafkaConfig, log *slog.Logger) (*Kafka, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 8
+	}
+	if len(cfg.Topics) == 0 {
+		cfg.Topics = Topics
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.SeedTopics(cfg.Partitions, cfg.Topics...),
+		kfake.DefaultNumPartitions(int(cfg.Partitions)),
+		kfake.AllowAutoTopicCreation(),
+		kfake.GroupMinSessionTimeout(time.Second),
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+		if cfg.SyncWrites {
+			opts = append(opts, kfake.SyncWrites())
+		}
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("localstack: kafka broker: %w", err)
+	}
+	k := &Kafka{cluster: c}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, a := range k.Brokers() {
+		if err := waitTCP(wctx, a); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	log.Info("kafka broker ready", "brokers", k.Brokers(), "data_dir", cfg.DataDir)
+	return k, nil
+}
+
+// Close stops the broker (flushing its log when it has a DataDir).
+func (k *Kafka) Close() error {
+	if k != nil && k.cluster != nil {
+		k.cluster.Close()
+	}
+	return nil
+}
