@@ -1,0 +1,101 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// config is every setting of omsd serve. Flags use dotted names; each has
+// an environment fallback for container deployments.
+type config struct {
+	HTTPAddr     string
+	DatabaseURL  string
+	RedisURL     string
+	RedisCluster bool
+	Brokers      string
+	AdminKey     string
+	LogLevel     string
+	PGMaxConns   int
+	Migrate      bool
+
+	IntakeShards   int
+	BatchWindow    time.Duration
+	BatchMax       int
+	PaymentTimeout time.Duration
+	ReconcileEvery time.Duration
+	MaxBodyBytes   int64
+}
+
+// flagSet declares the serve flags on fs with env fallbacks read through
+// getenv.
+func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	envDur := func(name string, def time.Duration) time.Duration {
+		if d, err := time.ParseDuration(getenv(name)); err == nil {
+			return d
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		var n int
+		if _, err := fmt.Sscan(getenv(name), &n); err == nil {
+			return n
+		}
+		return def
+	}
+	fs.StringVar(&c.HTTPAddr, "http.addr", env("OMS_HTTP_ADDR", "127.0.0.1:8080"), "listen address of the HTTP API (env OMS_HTTP_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "pg.url", env("OMS_DATABASE_URL", ""), "PostgreSQL or CockroachDB URL (env OMS_DATABASE_URL)")
+	fs.StringVar(&c.RedisURL, "redis.url", env("OMS_REDIS_URL", ""), "Redis URL; with -redis.cluster a comma-separated list of cluster nodes (env OMS_REDIS_URL)")
+	fs.BoolVar(&c.RedisCluster, "redis.cluster", env("OMS_REDIS_CLUSTER", "") == "true", "Redis is a cluster (env OMS_REDIS_CLUSTER=true)")
+	fs.StringVar(&c.Brokers, "kafka.brokers", env("OMS_KAFKA_BROKERS", ""), "comma-separated Kafka bootstrap brokers (env OMS_KAFKA_BROKERS)")
+	fs.StringVar(&c.AdminKey, "admin.key", env("OMS_ADMIN_KEY", ""), "admin API key (env OMS_ADMIN_KEY)")
+	fs.StringVar(&c.LogLevel, "log.level", env("OMS_LOG_LEVEL", "info"), "debug, info, warn or error (env OMS_LOG_LEVEL)")
+	fs.IntVar(&c.PGMaxConns, "pg.max-conns", envInt("OMS_PG_MAX_CONNS", 32), "database pool size (env OMS_PG_MAX_CONNS)")
+	fs.BoolVar(&c.Migrate, "migrate", env("OMS_MIGRATE", "true") == "true", "apply migrations at start (env OMS_MIGRATE)")
+	fs.IntVar(&c.IntakeShards, "intake.shards", envInt("OMS_INTAKE_SHARDS", 8), "group-commit shards (env OMS_INTAKE_SHARDS)")
+	fs.DurationVar(&c.BatchWindow, "intake.batch-window", envDur("OMS_INTAKE_BATCH_WINDOW", 2*time.Millisecond), "how long a shard gathers orders before it commits (env OMS_INTAKE_BATCH_WINDOW)")
+	fs.IntVar(&c.BatchMax, "intake.batch-max", envInt("OMS_INTAKE_BATCH_MAX", 128), "most orders in one commit (env OMS_INTAKE_BATCH_MAX)")
+	fs.DurationVar(&c.PaymentTimeout, "intake.payment-timeout", envDur("OMS_PAYMENT_TIMEOUT", 30*time.Minute), "how long a pending-payment order keeps its stock (env OMS_PAYMENT_TIMEOUT)")
+	fs.DurationVar(&c.ReconcileEvery, "inventory.reconcile-every", envDur("OMS_RECONCILE_EVERY", time.Minute), "period of the Redis/SQL reconciliation (env OMS_RECONCILE_EVERY)")
+	fs.Int64Var(&c.MaxBodyBytes, "http.max-body", int64(envInt("OMS_MAX_BODY", 1<<20)), "request body limit in bytes (env OMS_MAX_BODY)")
+}
+
+func (c *config) validate() error {
+	var missing []string
+	if c.DatabaseURL == "" {
+		missing = append(missing, "-pg.url (OMS_DATABASE_URL)")
+	}
+	if c.RedisURL == "" {
+		missing = append(missing, "-redis.url (OMS_REDIS_URL)")
+	}
+	if c.Brokers == "" {
+		missing = append(missing, "-kafka.brokers (OMS_KAFKA_BROKERS)")
+	}
+	if c.AdminKey == "" {
+		missing = append(missing, "-admin.key (OMS_ADMIN_KEY)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing settings: %s", strings.Join(missing, ", "))
+	}
+	if len(c.AdminKey) < 16 {
+		return fmt.Errorf("-admin.key must be at least 16 characters")
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

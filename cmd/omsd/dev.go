@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/omsd/omsd/deploy/localstack"
+)
+
+// cmdDev starts the local stack and omsd on it, writes DIR/stack.env once
+// everything answers, and on SIGINT/SIGTERM removes it and stops
+// everything.
+func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("omsd dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", ".oms-dev", "directory for the services' data and stack.env")
+	httpAddr := fs.String("http.addr", "127.0.0.1:0", "listen address of omsd")
+	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
+	logLevel := fs.String("log.level", "info", "log level of omsd")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(stderr, *logLevel)
+	if err := os.MkdirAll(*stateDir, 0o755); err != nil {
+		return err
+	}
+	envPath := filepath.Join(*stateDir, "stack.env")
+	_ = os.Remove(envPath)
+
+	start := time.Now()
+	fmt.Fprintln(stdout, "omsd dev: starting PostgreSQL, redis-server and the Kafka broker ...")
+	stack, err := localstack.Start(ctx, localstack.Config{
+		StateDir: *stateDir, Getenv: getenv, KafkaPersist: true, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stack.Close(); err != nil {
+			log.Error("stopping the local stack", "err", err)
+		}
+	}()
+
+	key := make([]byte, 24)
+	_, _ = rand.Read(key)
+	var cfg config
+	cfs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.flagSet(cfs, func(string) string { return "" })
+	cfg.HTTPAddr = *httpAddr
+	cfg.DatabaseURL = stack.DatabaseURL()
+	cfg.RedisURL = stack.RedisURL()
+	cfg.Brokers = strings.Join(stack.Brokers(), ",")
+	cfg.AdminKey = "adm_" + hex.EncodeToString(key)
+	cfg.LogLevel = *logLevel
+
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	urlc := make(chan string, 1)
+	go func() { errc <- a.run(runCtx, func(u string) { urlc <- u }) }()
+	var apiURL string
+	select {
+	case apiURL = <-urlc:
+	case err := <-errc:
+		return err
+	}
+	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_KAFKA_BROKERS=%s\n",
+		apiURL, cfg.AdminKey, cfg.DatabaseURL, cfg.RedisURL, cfg.Brokers)
+	if err := os.WriteFile(envPath, []byte(env), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(envPath)
+	fmt.Fprintf(stdout, "omsd dev: ready in %s\n%s\nomsd dev: settings written to %s; Ctrl-C stops everything\n",
+		time.Since(start).Round(time.Millisecond), env, envPath)
+
+	if *demo {
+		err := runDemo(runCtx, apiURL, cfg.AdminKey, stack.Brokers(), *stateDir, stdout)
+		cancel()
+		if rerr := <-errc; rerr != nil && err == nil {
+			err = rerr
+		}
+		return err
+	}
+	err = <-errc
+	fmt.Fprintln(stdout, "omsd dev: stopped")
+	return err
+}

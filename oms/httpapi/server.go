@@ -1,0 +1,386 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/omsd/omsd/oms"
+)
+
+// Config configures the HTTP API. The zero value means defaults, except
+// AdminKey, which is required.
+type Config struct {
+	// Addr to listen on; default "127.0.0.1:8080".
+	Addr string
+	// AdminKey authorizes the admin endpoints (required).
+	AdminKey string
+	// MaxBodyBytes caps request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	// ReadyChecks are run by /readyz; each must answer within a second.
+	ReadyChecks map[string]func(ctx context.Context) error
+	Log         *slog.Logger
+	// Registerer receives the HTTP metrics; Gatherer serves /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// Channels is what the API needs of the channel store.
+type Channels interface {
+	CreateChannel(ctx context.Context, c oms.Channel, keyHash []byte) error
+	ChannelByKeyHash(ctx context.Context, hash []byte) (oms.Channel, error)
+}
+
+// Server is omsd's HTTP API. Handlers are methods on it; it holds the small
+// interfaces they need.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	channels Channels
+	mux      *http.ServeMux
+	handler  http.Handler
+	srv      *http.Server
+	ln       net.Listener
+
+	keyCache sync.Map // string(hash) -> oms.Channel
+
+	// Extra route groups registered by other components (nodes, orders, ...).
+	Routes []func(mux *http.ServeMux, s *Server)
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+// New builds a server; call Register to add route groups, then Listen.
+func New(cfg Config, channels Channels) (*Server, error) {
+	if cfg.AdminKey == "" {
+		return nil, errors.New("httpapi: an admin key is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.Gatherer == nil {
+		if g, ok := cfg.Registerer.(prometheus.Gatherer); ok {
+			cfg.Gatherer = g
+		} else {
+			cfg.Gatherer = prometheus.NewRegistry()
+		}
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, channels: channels, mux: http.NewServeMux()}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omsd_http_requests_total", Help: "HTTP requests by route and status.",
+	}, []string{"route", "status"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "omsd_http_request_duration_seconds", Help: "HTTP request latency by route and status.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	}, []string{"route", "status"})
+	s.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "omsd_http_requests_in_flight", Help: "HTTP requests being served.",
+	})
+	for _, c := range []prometheus.Collector{s.requests, s.latency, s.inflight} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Register adds a group of routes.
+func (s *Server) Register(fn func(mux *http.ServeMux, s *Server)) { fn(s.mux, s) }
+
+// Handler returns the complete handler (routes plus middleware).
+func (s *Server) Handler() http.Handler {
+	if s.handler == nil {
+		s.routes()
+		s.handler = s.middleware(s.mux)
+	}
+	return s.handler
+}
+
+// routes registers the foundation routes in one place.
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("POST /v1/channels", s.Admin(s.createChannel))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, oms.Errorf(oms.KindNotFound, "not-found", "no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// Listen opens the listener synchronously (errors come back here) and
+// serves in a goroutine.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("httpapi: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http serve", "err", err)
+		}
+	}()
+	s.log.Info("http listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// URL is the base URL of the listening server.
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Shutdown stops accepting requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+type ctxKey int
+
+const (
+	keyRequestID ctxKey = iota
+	keyChannel
+)
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(keyRequestID).(string)
+	return id
+}
+
+// ChannelOf returns the channel authenticated for this request.
+func ChannelOf(ctx context.Context) (oms.Channel, bool) {
+	c, ok := ctx.Value(keyChannel).(oms.Channel)
+	return c, ok
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// middleware adds the request id, recovers panics and records metrics by
+// route pattern (never by raw path, which would explode the label set).
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), keyRequestID, id))
+		sw := &statusWriter{ResponseWriter: w}
+		s.inflight.Inc()
+		defer func() {
+			s.inflight.Dec()
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "request_id", id, "route", r.Pattern, "panic", fmt.Sprint(v))
+				if sw.status == 0 {
+					s.writeError(sw, r, fmt.Errorf("panic: %v", v))
+				}
+			}
+			route := r.Pattern
+			if route == "" || route == "/" {
+				route = "unmatched"
+			}
+			status := strconv.Itoa(sw.status)
+			s.requests.WithLabelValues(route, status).Inc()
+			s.latency.WithLabelValues(route, status).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+var errUnauthorized = &oms.Error{Kind: oms.KindUnauthorized, Slug: "unauthorized", Detail: "a valid API key is required (Authorization: Bearer <key>)"}
+
+// Admin wraps a handler that only the admin key may call.
+func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
+	admin := []byte(s.cfg.AdminKey)
+	return func(w http.ResponseWriter, r *http.Request) {
+		k := bearer(r)
+		if k == "" || subtle.ConstantTimeCompare([]byte(k), admin) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="omsd"`)
+			s.writeError(w, r, errUnauthorized)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// ChannelAuth wraps a handler that a channel key calls; the channel is put
+// in the context. Keys are looked up by their SHA-256, cached in memory.
+func (s *Server) ChannelAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		k := bearer(r)
+		if k == "" || len(k) > 256 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="omsd"`)
+			s.writeError(w, r, errUnauthorized)
+			return
+		}
+		hash := oms.HashKey(k)
+		var ch oms.Channel
+		if v, ok := s.keyCache.Load(string(hash)); ok {
+			ch = v.(oms.Channel)
+		} else {
+			c, err := s.channels.ChannelByKeyHash(r.Context(), hash)
+			if err != nil {
+				if oms.KindOf(err) == oms.KindNotFound {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="omsd"`)
+					err = errUnauthorized
+				}
+				s.writeError(w, r, err)
+				return
+			}
+			s.keyCache.Store(string(hash), c)
+			ch = c
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), keyChannel, ch)))
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz really pings every dependency; any failure is a 503 naming it.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, len(s.cfg.ReadyChecks))
+	for name, check := range s.cfg.ReadyChecks {
+		go func() {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+			defer cancel()
+			results <- result{name, check(ctx)}
+		}()
+	}
+	checks := map[string]string{}
+	ok := true
+	for range s.cfg.ReadyChecks {
+		res := <-results
+		if res.err != nil {
+			ok = false
+			checks[res.name] = "failing: " + res.err.Error()
+		} else {
+			checks[res.name] = "ok"
+		}
+	}
+	if !ok {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = jsonEncode(w, map[string]any{
+			"type": ProblemBase + "not-ready", "title": "Service Unavailable", "status": 503,
+			"detail": "a dependency is not reachable", "checks": checks,
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+type createChannelRequest struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	RatePerSec float64 `json:"rate_per_sec"`
+	Burst      int     `json:"burst"`
+}
+
+func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req createChannelRequest
+	if err := decodeStrict(body, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var fs []oms.FieldError
+	if !oms.ValidID(req.ID) {
+		fs = append(fs, oms.FieldError{Field: "id", Message: "must be 1-64 letters, digits, '.', '_' or '-'"})
+	}
+	if strings.TrimSpace(req.Name) == "" || len(req.Name) > 200 {
+		fs = append(fs, oms.FieldError{Field: "name", Message: "is required (at most 200 characters)"})
+	}
+	if req.RatePerSec < 0 || req.RatePerSec > 1e6 {
+		fs = append(fs, oms.FieldError{Field: "rate_per_sec", Message: "must be between 0 (server default) and 1000000"})
+	}
+	if req.Burst < 0 || req.Burst > 1e6 {
+		fs = append(fs, oms.FieldError{Field: "burst", Message: "must be between 0 (server default) and 1000000"})
+	}
+	if len(fs) > 0 {
+		s.writeError(w, r, oms.Invalid("the channel is not valid", fs...))
+		return
+	}
+	key, hash := oms.NewAPIKey()
+	c := oms.Channel{ID: req.ID, Name: req.Name, RatePerSec: req.RatePerSec, Burst: req.Burst}
+	if err := s.channels.CreateChannel(r.Context(), c, hash); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "channel created", "channel", c.ID)
+	writeJSON(w, http.StatusCreated, map[string]any{"id": c.ID, "name": c.Name, "api_key": key,
+		"rate_per_sec": c.RatePerSec, "burst": c.Burst})
+}
