@@ -3,8 +3,6 @@ package localstack
 import (
 	"context"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,45 +11,13 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// descendants counts the processes whose ancestry leads to this test
-// process, read from /proc.
 func descendants(t *testing.T) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	d, err := Descendants(os.Getpid())
 	if err != nil {
-		t.Fatalf("read /proc: %v", err)
+		t.Fatal(err)
 	}
-	parent := map[int]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		rest := s[strings.LastIndexByte(s, ')')+2:]
-		f := strings.Fields(rest)
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		parent[pid] = ppid
-	}
-	self := os.Getpid()
-	var out []int
-	for pid := range parent {
-		for p := parent[pid]; p > 1; p = parent[p] {
-			if p == self {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
+	return d
 }
 
 func unavailable(t *testing.T, err error) {

@@ -60,7 +60,9 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	if _, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INT PRIMARY KEY,
 		name TEXT NOT NULL,
-		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
+		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil && !IsUniqueViolation(err) {
+		// A unique violation here is another instance creating the table
+		// at the same moment (PostgreSQL's IF NOT EXISTS is not atomic).
 		return nil, fmt.Errorf("pgstore: create schema_migrations: %w", err)
 	}
 	ms, err := Migrations()

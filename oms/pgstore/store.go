@@ -30,6 +30,8 @@ type Store struct {
 	maxRetries int
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// onRetry, if set, sees every error that made Tx retry (tests).
+	onRetry func(error)
 }
 
 // Open connects a pool and checks that the server answers.
@@ -99,7 +101,11 @@ func (s *Store) TxWith(ctx context.Context, opts pgx.TxOptions, fn func(ctx cont
 			}
 		}
 		attempt++
-		return retryable(runTx(ctx, s.pool, opts, fn))
+		err := retryable(runTx(ctx, s.pool, opts, fn))
+		if err != nil && s.onRetry != nil {
+			s.onRetry(err)
+		}
+		return err
 	})
 }
 
