@@ -113,7 +113,9 @@ func createChannel(t *testing.T, ts *httptest.Server, id string) string {
 	if resp.StatusCode != 201 {
 		t.Fatalf("create channel: got %d, want 201", resp.StatusCode)
 	}
-	var out struct{ APIKey string `json:"api_key"` }
+	var out struct {
+		APIKey string `json:"api_key"`
+	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	if !strings.HasPrefix(out.APIKey, "oms_") {
 		t.Fatalf("got api key %q", out.APIKey)

@@ -1,0 +1,309 @@
+package redisstock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omsd/omsd/inventory"
+)
+
+// stageTTL bounds how long an abandoned rebuild's staging keys live.
+const stageTTL = 10 * time.Minute
+
+// stageChunk is the most fields one staging command writes: the restore is
+// many small commands and one renaming script, never one long script.
+const stageChunk = 512
+
+// Nodes implements inventory.Rebuildable: the members of the node set.
+func (s *Store) Nodes(ctx context.Context) ([]string, error) {
+	nodes, err := s.rdb.SMembers(ctx, s.nodesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstock: nodes: %w", err)
+	}
+	sort.Strings(nodes)
+	return nodes, nil
+}
+
+// Ready implements inventory.Rebuildable.
+func (s *Store) Ready(ctx context.Context, node string) (bool, error) {
+	if err := inventory.ValidateNode(node); err != nil {
+		return false, err
+	}
+	n, err := s.rdb.Exists(ctx, s.keys(node).ready).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstock: ready %s: %w", node, err)
+	}
+	return n == 1, nil
+}
+
+// MarkReady implements inventory.Rebuildable. The ready key holds the time
+// of the rebuild, for whoever inspects Redis by hand.
+func (s *Store) MarkReady(ctx context.Context, node string) error {
+	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	// Two slots in a cluster: two commands, the node set first so that a
+	// ready node is always one the sweeper visits.
+	if err := s.rdb.SAdd(ctx, s.nodesKey(), node).Err(); err != nil {
+		return fmt.Errorf("redisstock: mark ready %s: %w", node, err)
+	}
+	if err := s.rdb.Set(ctx, s.keys(node).ready, s.cfg.Now().UnixMilli(), 0).Err(); err != nil {
+		return fmt.Errorf("redisstock: mark ready %s: %w", node, err)
+	}
+	return nil
+}
+
+// MarkNotReady implements inventory.Rebuildable.
+func (s *Store) MarkNotReady(ctx context.Context, node string) error {
+	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	if err := s.rdb.Del(ctx, s.keys(node).ready).Err(); err != nil {
+		return fmt.Errorf("redisstock: mark not ready %s: %w", node, err)
+	}
+	return nil
+}
+
+// Snapshot implements inventory.Rebuildable with one MULTI/EXEC over the
+// node's keys (one slot, so it works on a cluster).
+func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapshot, error) {
+	if err := inventory.ValidateNode(node); err != nil {
+		return inventory.NodeSnapshot{}, err
+	}
+	k := s.keys(node)
+	var (
+		ready                           *redis.IntCmd
+		onHand, reserved, safety, holds *redis.MapStringStringCmd
+		deadlines                       *redis.ZSliceCmd
+	)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		ready = p.Exists(ctx, k.ready)
+		onHand = p.HGetAll(ctx, k.onHand)
+		reserved = p.HGetAll(ctx, k.reserved)
+		safety = p.HGetAll(ctx, k.safety)
+		holds = p.HGetAll(ctx, k.holds)
+		deadlines = p.ZRangeWithScores(ctx, k.deadlines, 0, -1)
+		return nil
+	})
+	if err != nil {
+		return inventory.NodeSnapshot{}, fmt.Errorf("redisstock: snapshot %s: %w", node, err)
+	}
+	snap := inventory.NodeSnapshot{Node: node, Ready: ready.Val() == 1}
+	skus := map[string]bool{}
+	for _, m := range []map[string]string{onHand.Val(), reserved.Val(), safety.Val()} {
+		for sku := range m {
+			skus[sku] = true
+		}
+	}
+	for _, sku := range sortedSet(skus) {
+		var n [3]int64
+		for i, m := range []map[string]string{onHand.Val(), reserved.Val(), safety.Val()} {
+			if v, ok := m[sku]; ok {
+				if n[i], err = strconv.ParseInt(v, 10, 64); err != nil {
+					return snap, fmt.Errorf("redisstock: snapshot %s: counter of %q: %w", node, sku, err)
+				}
+			}
+		}
+		snap.Levels = append(snap.Levels, inventory.NewLevel(node, sku, n[0], n[1], n[2]))
+	}
+	due := map[string]time.Time{}
+	for _, z := range deadlines.Val() {
+		due[toStr(z.Member)] = time.UnixMilli(int64(z.Score))
+	}
+	ids := make([]string, 0, len(holds.Val()))
+	for id := range holds.Val() {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		lines, created, err := decodeRecord(holds.Val()[id])
+		if err != nil {
+			return snap, fmt.Errorf("redisstock: snapshot %s: hold %q: %w", node, id, err)
+		}
+		snap.Holds = append(snap.Holds, inventory.StoredHold{
+			Hold:    inventory.Hold{ID: id, Node: node, Lines: lines, Deadline: due[id]},
+			Created: created,
+		})
+	}
+	return snap, nil
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RestoreNode implements inventory.Rebuildable. It writes the new state to
+// staging keys (unique to this call, expiring after stageTTL if the call
+// dies) in chunks of stageChunk fields, then swaps them in with one script
+// that only renames. Closed-hold markers are left as they are.
+func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.StockRow, holds []inventory.Hold) error {
+	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	onHand := map[string]any{}
+	safety := map[string]any{}
+	for _, r := range rows {
+		if r.Node != node {
+			continue
+		}
+		if err := inventory.ValidateStock(r.Node, r.SKU, r.OnHand, r.Safety); err != nil {
+			return fmt.Errorf("redisstock: restore %s: %w", node, err)
+		}
+		onHand[r.SKU] = r.OnHand
+		safety[r.SKU] = r.Safety
+	}
+	reservedSum := map[string]int64{}
+	recs := map[string]any{}
+	var due []redis.Z
+	now := s.cfg.Now()
+	for _, h := range holds {
+		if h.Node != node {
+			continue
+		}
+		nh, err := inventory.NormalizeHold(h)
+		if err != nil {
+			return fmt.Errorf("redisstock: restore %s: %w", node, err)
+		}
+		if _, dup := recs[nh.ID]; dup {
+			return fmt.Errorf("redisstock: restore %s: hold %q twice: %w", node, nh.ID, inventory.ErrInvalid)
+		}
+		if recs[nh.ID], err = encodeRecord(nh.Lines, now); err != nil {
+			return err
+		}
+		for _, l := range nh.Lines {
+			reservedSum[l.SKU] += l.Qty
+		}
+		if !nh.Deadline.IsZero() {
+			ms, _ := strconv.ParseInt(deadlineArg(nh.Deadline), 10, 64)
+			due = append(due, redis.Z{Score: float64(ms), Member: nh.ID})
+		}
+	}
+	reserved := make(map[string]any, len(reservedSum))
+	for sku, n := range reservedSum {
+		reserved[sku] = n
+	}
+
+	k := s.keys(node)
+	token, err := randomToken()
+	if err != nil {
+		return err
+	}
+	stage := func(name string) string { return k.tag + ":stage:" + token + ":" + name }
+	live := []string{k.onHand, k.reserved, k.safety, k.holds, k.deadlines}
+	staged := []string{stage("onhand"), stage("reserved"), stage("safety"), stage("holds"), stage("deadlines")}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range []map[string]any{onHand, reserved, safety, recs} {
+			for _, chunk := range chunks(m, stageChunk) {
+				p.HSet(ctx, staged[i], chunk...)
+			}
+		}
+		for i := 0; i < len(due); i += stageChunk {
+			p.ZAdd(ctx, staged[4], due[i:min(i+stageChunk, len(due))]...)
+		}
+		for _, key := range staged {
+			p.PExpire(ctx, key, stageTTL)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstock: restore %s: stage: %w", node, err)
+	}
+	cmd, err := run(ctx, s.rdb, s.m, swapScript, append([]string{k.ready}, append(live, staged...)...))
+	if err != nil {
+		return fmt.Errorf("redisstock: restore %s: %w", node, err)
+	}
+	tag, _, err := reply(cmd)
+	if err != nil {
+		return err
+	}
+	if tag == "ready" {
+		s.rdb.Del(ctx, staged...) // best effort: they expire anyway
+		return fmt.Errorf("redisstock: restore %s: node is ready, fence it first: %w", node, inventory.ErrInvalid)
+	}
+	if err := s.rdb.SAdd(ctx, s.nodesKey(), node).Err(); err != nil {
+		return fmt.Errorf("redisstock: restore %s: node set: %w", node, err)
+	}
+	s.cfg.Logger.Info("redisstock: node restored", "node", node, "skus", len(onHand), "holds", len(recs))
+	return nil
+}
+
+// chunks splits m into field/value slices of at most n fields.
+func chunks(m map[string]any, n int) [][]any {
+	var out [][]any
+	cur := make([]any, 0, 2*min(n, len(m)))
+	for f, v := range m {
+		cur = append(cur, f, v)
+		if len(cur) == 2*n {
+			out = append(out, cur)
+			cur = make([]any, 0, 2*n)
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("redisstock: random: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// RestoreHold implements inventory.Rebuildable with the reserve script in
+// its forced mode: same keys, same idempotency, no stock check.
+func (s *Store) RestoreHold(ctx context.Context, h inventory.Hold) (bool, error) {
+	h, err := inventory.NormalizeHold(h)
+	if err != nil {
+		return false, err
+	}
+	outcome, err := s.reserve(ctx, h, true)
+	switch {
+	case outcome == outcomeOK:
+		s.m.addUnits("restored", inventory.Units(h.Lines))
+		return true, nil
+	case outcome == outcomeDuplicate:
+		return false, nil
+	case errors.Is(err, inventory.ErrHoldConflict):
+		return false, nil // open with other lines: reported by the caller, not overwritten
+	}
+	return false, err
+}
+
+// AdjustReserved implements inventory.Rebuildable.
+func (s *Store) AdjustReserved(ctx context.Context, node, sku string, delta int64) error {
+	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	if err := inventory.ValidateSKU(sku); err != nil {
+		return err
+	}
+	k := s.keys(node)
+	cmd, err := run(ctx, s.rdb, s.m, adjustScript, []string{k.ready, k.reserved}, sku, delta)
+	if err != nil {
+		return err
+	}
+	tag, _, err := reply(cmd)
+	if err != nil {
+		return err
+	}
+	if tag == "notready" {
+		return notReady(node)
+	}
+	return nil
+}

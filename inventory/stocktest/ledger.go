@@ -1,0 +1,208 @@
+package stocktest
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/omsd/omsd/inventory"
+)
+
+// Ledger is an in-memory inventory.Ledger for tests: what the SQL ledger
+// would hold after the writes a Mirror passed on. Safe for concurrent use.
+type Ledger struct {
+	mu    sync.Mutex
+	nodes map[string]bool
+	stock map[inventory.Key]inventory.StockRow
+	holds map[inventory.Key]inventory.Hold // Key{Node, hold id}
+}
+
+var _ inventory.Ledger = (*Ledger)(nil)
+
+// NewLedger returns an empty Ledger.
+func NewLedger() *Ledger {
+	return &Ledger{nodes: map[string]bool{}, stock: map[inventory.Key]inventory.StockRow{}, holds: map[inventory.Key]inventory.Hold{}}
+}
+
+// AddNode records a node.
+func (l *Ledger) AddNode(nodes ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range nodes {
+		l.nodes[n] = true
+	}
+}
+
+// SetStock records a snapshot of on hand and safety.
+func (l *Ledger) SetStock(node, sku string, onHand, safety int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nodes[node] = true
+	l.stock[inventory.Key{Node: node, SKU: sku}] = inventory.StockRow{Node: node, SKU: sku, OnHand: onHand, Safety: safety}
+}
+
+// PutHold records an open hold (a committed order's shipment).
+func (l *Ledger) PutHold(h inventory.Hold) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nodes[h.Node] = true
+	h.Lines = append([]inventory.Line(nil), h.Lines...)
+	l.holds[inventory.Key{Node: h.Node, SKU: h.ID}] = h
+}
+
+// CloseHold records a hold released or expired.
+func (l *Ledger) CloseHold(node, id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.holds, inventory.Key{Node: node, SKU: id})
+}
+
+// CommitHold records a hold shipped: it closes, and on hand drops.
+func (l *Ledger) CommitHold(node, id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := inventory.Key{Node: node, SKU: id}
+	h, ok := l.holds[k]
+	if !ok {
+		return
+	}
+	delete(l.holds, k)
+	for _, line := range h.Lines {
+		sk := inventory.Key{Node: node, SKU: line.SKU}
+		row := l.stock[sk]
+		row.Node, row.SKU = node, line.SKU
+		row.OnHand -= line.Qty
+		l.stock[sk] = row
+	}
+}
+
+// ConfirmHold records a hold paid: its deadline goes.
+func (l *Ledger) ConfirmHold(node, id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := inventory.Key{Node: node, SKU: id}
+	if h, ok := l.holds[k]; ok {
+		h.Deadline = time.Time{}
+		l.holds[k] = h
+	}
+}
+
+// Nodes implements inventory.Ledger.
+func (l *Ledger) Nodes(context.Context) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.nodes))
+	for n := range l.nodes {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Stock implements inventory.Ledger.
+func (l *Ledger) Stock(context.Context) ([]inventory.StockRow, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]inventory.StockRow, 0, len(l.stock))
+	for _, r := range l.stock {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].SKU < out[j].SKU
+	})
+	return out, nil
+}
+
+// OpenHolds implements inventory.Ledger.
+func (l *Ledger) OpenHolds(context.Context) ([]inventory.Hold, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]inventory.Hold, 0, len(l.holds))
+	for _, h := range l.holds {
+		h.Lines = append([]inventory.Line(nil), h.Lines...)
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Mirror is a Store that passes every successful write on to a Ledger, as
+// omsd records it in SQL: stock snapshots first (the ledger is the truth),
+// holds after the store accepted them (intake reserves before it commits).
+type Mirror struct {
+	inventory.Store
+	Ledger *Ledger
+}
+
+// SetStock records the snapshot in the ledger, then in the store.
+func (m Mirror) SetStock(ctx context.Context, node, sku string, onHand, safety int64) (inventory.Level, error) {
+	if err := inventory.ValidateStock(node, sku, onHand, safety); err != nil {
+		return inventory.Level{}, err
+	}
+	m.Ledger.SetStock(node, sku, onHand, safety)
+	return m.Store.SetStock(ctx, node, sku, onHand, safety)
+}
+
+// Reserve records the hold once the store accepted it.
+func (m Mirror) Reserve(ctx context.Context, h inventory.Hold) error {
+	if err := m.Store.Reserve(ctx, h); err != nil {
+		return err
+	}
+	nh, err := inventory.NormalizeHold(h)
+	if err != nil {
+		return err
+	}
+	m.Ledger.PutHold(nh)
+	return nil
+}
+
+// Release records the release.
+func (m Mirror) Release(ctx context.Context, node, id string) (bool, error) {
+	ok, err := m.Store.Release(ctx, node, id)
+	if ok {
+		m.Ledger.CloseHold(node, id)
+	}
+	return ok, err
+}
+
+// Commit records the shipment.
+func (m Mirror) Commit(ctx context.Context, node, id string) (bool, error) {
+	ok, err := m.Store.Commit(ctx, node, id)
+	if ok {
+		m.Ledger.CommitHold(node, id)
+	}
+	return ok, err
+}
+
+// Confirm records the payment.
+func (m Mirror) Confirm(ctx context.Context, node, id string) error {
+	err := m.Store.Confirm(ctx, node, id)
+	if err == nil {
+		m.Ledger.ConfirmHold(node, id)
+	}
+	return err
+}
+
+// SweepExpired records the expiries.
+func (m Mirror) SweepExpired(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	ids, err := m.Store.SweepExpired(ctx, now, limit)
+	m.Ledger.mu.Lock()
+	for _, id := range ids {
+		for k := range m.Ledger.holds {
+			if k.SKU == id {
+				delete(m.Ledger.holds, k)
+			}
+		}
+	}
+	m.Ledger.mu.Unlock()
+	return ids, err
+}

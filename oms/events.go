@@ -1,0 +1,94 @@
+package oms
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Topics of the v1 contract.
+const (
+	TopicShipments = "oms.shipments" // key = node id
+	TopicWMSEvents = "wms.events"    // key = shipment id
+	TopicOrders    = "oms.orders"    // key = order id
+)
+
+// OutboxEvent is an event written in the same transaction as the state
+// change it reports; the relay publishes it.
+type OutboxEvent struct {
+	ID      string // the event_id: stable, derived from what it reports
+	Topic   string
+	Key     string
+	Seq     int64 // order within Key
+	Payload []byte
+	At      time.Time
+}
+
+var eventNamespace = uuid.MustParse("0b9e3c57-2f61-5d8a-b7c4-1e6d9f2a8b30")
+
+// EventID derives a stable event id from the parts that identify the
+// change (aggregate id, event type, version): the same change always has
+// the same id, so a re-publication can be recognised downstream.
+func EventID(parts ...string) string {
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+		b = append(b, 0)
+	}
+	return uuid.NewSHA1(eventNamespace, b).String()
+}
+
+// OrderEvent is the payload of oms.orders.
+type OrderEvent struct {
+	EventID    string    `json:"event_id"`
+	Type       string    `json:"type"`
+	OrderID    string    `json:"order_id"`
+	Order      *Order    `json:"order"`
+	OccurredAt time.Time `json:"occurred_at"`
+}
+
+// ShipmentEvent is the payload of oms.shipments.
+type ShipmentEvent struct {
+	EventID    string     `json:"event_id"`
+	Type       string     `json:"type"`
+	ShipmentID string     `json:"shipment_id"`
+	OrderID    string     `json:"order_id"`
+	NodeID     string     `json:"node_id"`
+	Lines      []ShipLine `json:"lines"`
+	ShipTo     *Address   `json:"ship_to,omitempty"`
+	PickupNode string     `json:"pickup_node,omitempty"`
+	// Attribution travels with the shipment for store fulfilment.
+	Attribution *Attribution `json:"attribution,omitempty"`
+	OccurredAt  time.Time    `json:"occurred_at"`
+}
+
+// WMSEvent is the payload of wms.events (and of POST /v1/shipments/{id}/events).
+type WMSEvent struct {
+	EventID        string    `json:"event_id"`
+	Type           string    `json:"type"`
+	ShipmentID     string    `json:"shipment_id"`
+	TrackingNumber string    `json:"tracking_number,omitempty"`
+	Reason         string    `json:"reason,omitempty"`
+	OccurredAt     time.Time `json:"occurred_at"`
+}
+
+// orderEvent builds the oms.orders event of the order's current version.
+func orderEvent(typ string, o *Order, now time.Time) OutboxEvent {
+	id := EventID(o.ID, typ, itoa64(int64(o.Version)))
+	b, _ := json.Marshal(OrderEvent{EventID: id, Type: typ, OrderID: o.ID, Order: o, OccurredAt: now})
+	return OutboxEvent{ID: id, Topic: TopicOrders, Key: o.ID, Seq: int64(o.Version), Payload: b, At: now}
+}
+
+// shipmentEvent builds an oms.shipments event for one shipment.
+func shipmentEvent(typ string, o *Order, s *Shipment, now time.Time) OutboxEvent {
+	id := EventID(s.ID, typ)
+	b, _ := json.Marshal(ShipmentEvent{EventID: id, Type: typ, ShipmentID: s.ID, OrderID: o.ID, NodeID: s.NodeID,
+		Lines: s.Lines, ShipTo: o.ShipTo, PickupNode: o.Fulfillment.PickupNode, Attribution: o.Attribution, OccurredAt: now})
+	return OutboxEvent{ID: id, Topic: TopicShipments, Key: s.NodeID, Seq: int64(o.Version), Payload: b, At: now}
+}
+
+func itoa64(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

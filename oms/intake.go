@@ -1,0 +1,571 @@
+package oms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/omsd/omsd/inventory"
+	"github.com/omsd/omsd/sourcing"
+)
+
+// Stock is what intake needs of the inventory engine.
+type Stock interface {
+	Levels(ctx context.Context, keys []inventory.Key) ([]inventory.Level, error)
+	Reserve(ctx context.Context, h inventory.Hold) error
+	Release(ctx context.Context, node, holdID string) (bool, error)
+}
+
+// Limits is the per-customer purchase limit store (flash-sale rule).
+type Limits interface {
+	Take(ctx context.Context, promo, customer, sku, orderID string, qty, limit int64, until time.Time) error
+	GiveBack(ctx context.Context, promo, customer, sku, orderID string) error
+}
+
+// Promotion limits how many units of a SKU one customer may buy during a
+// window.
+type Promotion struct {
+	ID               string    `json:"id"`
+	SKU              string    `json:"sku"`
+	PerCustomerLimit int64     `json:"per_customer_limit"`
+	StartsAt         time.Time `json:"starts_at"`
+	EndsAt           time.Time `json:"ends_at"`
+}
+
+// Catalog is the in-memory view of nodes, rules and promotions that
+// intake plans with; it is refreshed in the background.
+type Catalog interface {
+	Node(id string) (Node, bool)
+	// Candidates are the nodes sourcing may choose from, in the form
+	// sourcing takes (shared, read-only).
+	Candidates() []sourcing.Node
+	Rules() *sourcing.RuleSet
+	// Promotion returns the promotion active for sku at now.
+	Promotion(sku string, now time.Time) (Promotion, bool)
+}
+
+// OrderReader reads stored orders.
+type OrderReader interface {
+	// GetOrder returns the order and the hash of the request that created
+	// it; ErrNotFound when absent.
+	GetOrder(ctx context.Context, id string) (*Order, []byte, error)
+	// IdemOrder returns the order id an Idempotency-Key points to, "" when
+	// none.
+	IdemOrder(ctx context.Context, channel, key string) (string, error)
+}
+
+// IntakeConfig configures order intake. Zero values mean defaults.
+type IntakeConfig struct {
+	// PaymentTimeout: how long a pending-payment order keeps its stock;
+	// default 30 minutes.
+	PaymentTimeout time.Duration
+	// HoldGrace is added to the Redis deadline of an unpaid reservation, so
+	// that the SQL-driven expiry (authoritative) runs first and the Redis
+	// sweeper is only the backstop; default 5 minutes.
+	HoldGrace time.Duration
+	// MaxPlanAttempts bounds planning again after a lost race; default 4.
+	MaxPlanAttempts int
+	// ResolveTimeout bounds the work after an unclear commit; default 10s.
+	ResolveTimeout time.Duration
+}
+
+// Intake takes orders: it checks them, plans and reserves their stock,
+// and commits them through the group committer.
+type Intake struct {
+	cfg        IntakeConfig
+	Checks     []Check
+	HoldChecks []HoldCheck
+	catalog    Catalog
+	stock      Stock
+	limits     Limits
+	committer  *Committer
+	store      BatchStore
+	orders     OrderReader
+	log        *slog.Logger
+	now        func() time.Time
+	flight     singleflight.Group
+
+	outcomes *prometheus.CounterVec
+	latency  prometheus.Histogram
+	replans  prometheus.Counter
+	holds    *prometheus.CounterVec
+	plans    *prometheus.CounterVec
+	perOrder prometheus.Histogram
+}
+
+// IntakeDeps are the collaborators of Intake.
+type IntakeDeps struct {
+	Catalog   Catalog
+	Stock     Stock
+	Limits    Limits
+	Committer *Committer
+	Store     BatchStore
+	Orders    OrderReader
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// NewIntake builds an intake with the default checks; append to Checks
+// and HoldChecks to extend them.
+func NewIntake(cfg IntakeConfig, d IntakeDeps, reg prometheus.Registerer) *Intake {
+	if cfg.PaymentTimeout <= 0 {
+		cfg.PaymentTimeout = 30 * time.Minute
+	}
+	if cfg.HoldGrace <= 0 {
+		cfg.HoldGrace = 5 * time.Minute
+	}
+	if cfg.MaxPlanAttempts <= 0 {
+		cfg.MaxPlanAttempts = 4
+	}
+	if cfg.ResolveTimeout <= 0 {
+		cfg.ResolveTimeout = 10 * time.Second
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, stock: d.Stock, limits: d.Limits,
+		committer: d.Committer, store: d.Store, orders: d.Orders, log: d.Log, now: d.Now}
+	in.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omsd_intake_orders_total", Help: "Orders submitted, by channel and outcome.",
+	}, []string{"channel", "outcome"})
+	in.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "omsd_intake_duration_seconds", Help: "Time to take one order, from decoded request to answer.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	})
+	in.replans = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "omsd_intake_replans_total", Help: "Orders planned again after losing a reservation race.",
+	})
+	in.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omsd_intake_holds_total", Help: "Orders put on hold, by reason.",
+	}, []string{"reason"})
+	in.plans = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omsd_sourcing_plans_total", Help: "Sourcing plans by outcome.",
+	}, []string{"outcome"})
+	in.perOrder = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "omsd_sourcing_shipments_per_order", Help: "Shipments per sourced order (split rate).",
+		Buckets: []float64{1, 2, 3, 4, 5, 8},
+	})
+	if reg != nil {
+		reg.MustRegister(in.outcomes, in.latency, in.replans, in.holds, in.plans, in.perOrder)
+	}
+	return in
+}
+
+// Result is the answer to a submission.
+type Result struct {
+	Order   *Order
+	Created bool // 201; false: 200 with the original order
+}
+
+type flightResult struct {
+	order   *Order
+	created bool
+}
+
+// Submit takes one order for channel. It returns the stored order and
+// whether this call created it. Errors carry a Kind: KindInvalid (422,
+// every field at fault), KindConflict (409 insufficient-stock or
+// idempotency-conflict), KindUnavailable (503: stock not loaded, commit
+// failed; nothing is kept and a retry is safe).
+func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *OrderRequest) (res Result, err error) {
+	start := in.now()
+	defer func() {
+		in.latency.Observe(time.Since(start).Seconds())
+		in.outcomes.WithLabelValues(channel, outcomeLabel(res, err)).Inc()
+	}()
+	now := in.now()
+	if err := RunChecks(in.Checks, &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: now}); err != nil {
+		return res, err
+	}
+	id := OrderID(channel, req.ExternalID)
+	hash := RequestHash(req)
+
+	if idemKey != "" {
+		if len(idemKey) > 255 {
+			return res, Invalid("bad Idempotency-Key", FieldError{"Idempotency-Key", "at most 255 characters"})
+		}
+		prev, err := in.orders.IdemOrder(ctx, channel, idemKey)
+		if err != nil {
+			return res, unavailable("idempotency lookup failed", err)
+		}
+		if prev != "" && prev != id {
+			return res, idemConflict()
+		}
+	}
+	// Concurrent copies on this instance share one attempt; copies on
+	// other instances collide on the order id in SQL.
+	v, err, shared := in.flight.Do(id, func() (any, error) {
+		o, created, err := in.take(ctx, channel, idemKey, id, hash, req, now)
+		if err != nil {
+			return nil, err
+		}
+		return flightResult{order: o, created: created}, nil
+	})
+	if err != nil {
+		return res, err
+	}
+	fr := v.(flightResult)
+	if shared {
+		// The leader answered for its own body; a follower with another
+		// body for the same external_id is a conflict.
+		if _, h, err := in.orders.GetOrder(ctx, id); err != nil || !slices.Equal(h, hash) {
+			if err != nil && KindOf(err) != KindNotFound {
+				return res, unavailable("order lookup failed", err)
+			}
+			return res, idemConflict()
+		}
+		return Result{Order: fr.order}, nil
+	}
+	return Result{Order: fr.order, Created: fr.created}, nil
+}
+
+func idemConflict() error {
+	return Errorf(KindConflict, "idempotency-conflict", "this external_id or Idempotency-Key was used for a different order body")
+}
+
+func unavailable(detail string, err error) error {
+	return &Error{Kind: KindUnavailable, Slug: "unavailable", Detail: detail, Err: err, RetryAfter: time.Second}
+}
+
+func outcomeLabel(res Result, err error) string {
+	if err == nil {
+		switch {
+		case res.Created && res.Order.Status == StatusOnHold:
+			return "held"
+		case res.Created:
+			return "created"
+		default:
+			return "duplicate"
+		}
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Slug {
+		case "insufficient-stock", "idempotency-conflict", "validation", "limit-exceeded":
+			return e.Slug
+		}
+		switch e.Kind {
+		case KindUnavailable:
+			return "unavailable"
+		case KindInvalid:
+			return "validation"
+		}
+	}
+	return "error"
+}
+
+// existing answers a request whose order id is already stored: 200 with
+// the order when the request is the same, 409 otherwise.
+func (in *Intake) existing(ctx context.Context, id string, hash []byte) (*Order, bool, error) {
+	o, h, err := in.orders.GetOrder(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if !slices.Equal(h, hash) {
+		return nil, false, idemConflict()
+	}
+	return o, false, nil
+}
+
+// take does the work of one order: hold checks, limits, plan and reserve,
+// group commit, and the resolution of the outcome.
+func (in *Intake) take(ctx context.Context, channel, idemKey, id string, hash []byte, req *OrderRequest, now time.Time) (*Order, bool, error) {
+	// A retry of a stored order must not reserve again: look it up first
+	// (a primary-key read, cheap next to the commit).
+	if o, _, err := in.existing(ctx, id, hash); err == nil || KindOf(err) == KindConflict {
+		return o, false, err
+	} else if KindOf(err) != KindNotFound {
+		return nil, false, unavailable("order lookup failed", err)
+	}
+
+	var reasons []string
+	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: now}
+	for _, hc := range in.HoldChecks {
+		reason, err := hc.Fn(ctx, ci)
+		if err != nil {
+			return nil, false, unavailable("order checks are unavailable", err)
+		}
+		if reason != "" {
+			reasons = append(reasons, reason)
+		}
+	}
+
+	taken, err := in.takeLimits(ctx, id, req, now)
+	if err != nil {
+		return nil, false, err
+	}
+	giveBack := func() {
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ResolveTimeout)
+		defer cancel()
+		for _, p := range taken {
+			if err := in.limits.GiveBack(gctx, p.ID, req.Customer.ID, p.SKU, id); err != nil {
+				in.log.Error("give back purchase limit", "order_id", id, "promotion", p.ID, "err", err)
+			}
+		}
+	}
+
+	o := &Order{
+		ID: id, ExternalID: req.ExternalID, Channel: channel,
+		PaymentStatus: req.Payment.Status, Customer: req.Customer, ShipTo: req.ShipTo,
+		Lines: req.Lines, Currency: req.Currency, Total: req.Value(), Fulfillment: req.Fulfillment,
+		Attribution: req.Attribution, HoldReasons: reasons, Version: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+	}
+	var holdDeadline time.Time
+	switch {
+	case len(reasons) > 0:
+		o.Status = StatusOnHold
+	case req.Payment.Status == PaymentPending:
+		o.Status = StatusPendingPayment
+	default:
+		o.Status = StatusReleased
+	}
+	if req.Payment.Status == PaymentPending {
+		until := now.Add(in.cfg.PaymentTimeout).UTC().Truncate(time.Millisecond)
+		o.ReservedUntil = &until
+		holdDeadline = until.Add(in.cfg.HoldGrace)
+	}
+
+	shipments, err := in.reserve(ctx, o, req, holdDeadline)
+	if err != nil {
+		giveBack()
+		if KindOf(err) == KindConflict {
+			// A retry of an order committed meanwhile (by another instance)
+			// is answered with the order, not with a stock error.
+			if eo, _, e2 := in.existing(ctx, id, hash); e2 == nil || KindOf(e2) == KindConflict {
+				return eo, false, e2
+			}
+		}
+		return nil, false, err
+	}
+	o.Shipments = shipments
+	for _, r := range reasons {
+		in.holds.WithLabelValues(r).Inc()
+	}
+
+	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Events: creationEvents(o, now)}
+	err = in.committer.Commit(ctx, no)
+	if err != nil {
+		return in.resolve(ctx, no, hash, err, giveBack)
+	}
+	switch no.Outcome {
+	case OutcomeInserted:
+		return o, true, nil
+	case OutcomeIdemTaken:
+		in.releaseAll(ctx, o.Shipments)
+		giveBack()
+		return nil, false, idemConflict()
+	default: // a copy committed first: ours is redundant
+		in.releaseAll(ctx, o.Shipments)
+		return in.existing(ctx, id, hash)
+	}
+}
+
+// resolve settles a commit whose outcome is not known (an error, maybe an
+// ambiguous COMMIT): the deterministic id says whether the order is
+// stored, and its hold ids whether it is ours.
+func (in *Intake) resolve(ctx context.Context, no *NewOrder, hash []byte, cause error, giveBack func()) (*Order, bool, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ResolveTimeout)
+	defer cancel()
+	o := no.Order
+	stored, err := in.store.OrdersExist(rctx, []string{o.ID})
+	if err != nil {
+		// We cannot tell; keep the reservation for the reconciler, which
+		// releases holds that no stored shipment owns after its grace.
+		in.log.Error("commit outcome unknown; reservation left to the reconciler", "order_id", o.ID, "commit_err", cause, "err", err)
+		return nil, false, unavailable("the order could not be stored; retry with the same external_id", errors.Join(cause, errCommitUnknown))
+	}
+	holds, ok := stored[o.ID]
+	if ok {
+		mine := len(o.Shipments) > 0 && slices.Contains(holds, o.Shipments[0].HoldID)
+		if mine {
+			return o, true, nil
+		}
+		in.releaseAll(rctx, o.Shipments)
+		return in.existing(rctx, o.ID, hash)
+	}
+	in.releaseAll(rctx, o.Shipments)
+	giveBack()
+	in.log.Warn("group commit failed; reservations released", "order_id", o.ID, "err", cause)
+	return nil, false, unavailable("the order could not be stored; nothing was kept, retry with the same external_id", cause)
+}
+
+func (in *Intake) releaseAll(ctx context.Context, ships []Shipment) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ResolveTimeout)
+	defer cancel()
+	for _, s := range ships {
+		if _, err := in.stock.Release(ctx, s.NodeID, s.HoldID); err != nil {
+			in.log.Error("release reservation", "hold_id", s.HoldID, "node", s.NodeID, "err", err)
+		}
+	}
+}
+
+// takeLimits takes the per-customer purchase limits of promoted SKUs,
+// before the stock; a refusal is a 422 naming the line.
+func (in *Intake) takeLimits(ctx context.Context, id string, req *OrderRequest, now time.Time) ([]Promotion, error) {
+	if in.limits == nil {
+		return nil, nil
+	}
+	var taken []Promotion
+	for i, l := range req.Lines {
+		p, ok := in.catalog.Promotion(l.SKU, now)
+		if !ok {
+			continue
+		}
+		err := in.limits.Take(ctx, p.ID, req.Customer.ID, l.SKU, id, l.Qty, p.PerCustomerLimit, p.EndsAt)
+		if err == nil {
+			taken = append(taken, p)
+			continue
+		}
+		for _, t := range taken {
+			_ = in.limits.GiveBack(context.WithoutCancel(ctx), t.ID, req.Customer.ID, t.SKU, id)
+		}
+		if errors.Is(err, inventory.ErrLimitExceeded) {
+			e := Invalid("a purchase limit is exceeded", FieldError{fmt.Sprintf("lines[%d].qty", i),
+				fmt.Sprintf("exceeds the limit of %d units per customer of promotion %s", p.PerCustomerLimit, p.ID)})
+			e.Slug = "limit-exceeded"
+			return nil, e
+		}
+		return nil, unavailable("purchase limits are unavailable", err)
+	}
+	return taken, nil
+}
+
+// reserve plans the order on fresh availability and reserves every
+// shipment; when a reservation loses a race it releases what it holds and
+// plans again, a bounded number of times.
+func (in *Intake) reserve(ctx context.Context, o *Order, req *OrderRequest, deadline time.Time) ([]Shipment, error) {
+	cands := in.catalog.Candidates()
+	so := toSourcingOrder(o, req)
+	skus := distinctSKUs(req.Lines)
+	keys := make([]inventory.Key, 0, len(cands)*len(skus))
+	for _, n := range cands {
+		for _, s := range skus {
+			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
+		}
+	}
+	shipStatus := ShipPending
+	if o.Status == StatusReleased {
+		shipStatus = ShipRequested
+	}
+	var lastReason string
+	for attempt := 0; attempt < in.cfg.MaxPlanAttempts; attempt++ {
+		if attempt > 0 {
+			in.replans.Inc()
+		}
+		levels, err := in.stock.Levels(ctx, keys)
+		var notReady error
+		if err != nil {
+			// Some nodes not loaded: source around them, but never call
+			// their unknown stock "insufficient".
+			if !errors.Is(err, inventory.ErrNotReady) || levels == nil {
+				return nil, stockErr(err)
+			}
+			notReady = err
+		}
+		avail := make(sourcing.StockMap, len(cands))
+		for _, l := range levels {
+			if l.Available > 0 {
+				avail.Set(l.Node, l.SKU, l.Available)
+			}
+		}
+		plan := sourcing.Plan(so, cands, avail, in.catalog.Rules())
+		in.plans.WithLabelValues(string(plan.Outcome)).Inc()
+		if plan.Outcome != sourcing.OutcomeFulfilled {
+			if notReady != nil {
+				return nil, stockErr(notReady)
+			}
+			lastReason = plan.Reason
+			break
+		}
+		in.perOrder.Observe(float64(len(plan.Shipments)))
+		ships := make([]Shipment, 0, len(plan.Shipments))
+		var lost error
+		for _, ps := range plan.Shipments {
+			sid := uuid.NewString()
+			lines := make([]ShipLine, len(ps.Lines))
+			hl := make([]inventory.Line, len(ps.Lines))
+			for i, l := range ps.Lines {
+				lines[i] = ShipLine{SKU: l.SKU, Qty: l.Qty}
+				hl[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty}
+			}
+			err := in.stock.Reserve(ctx, inventory.Hold{ID: sid, Node: ps.NodeID, Lines: hl, Deadline: deadline})
+			if err != nil {
+				lost = err
+				break
+			}
+			ships = append(ships, Shipment{ID: sid, NodeID: ps.NodeID, Status: shipStatus, Lines: lines, HoldID: sid})
+		}
+		if lost == nil {
+			return ships, nil
+		}
+		in.releaseAll(ctx, ships)
+		if !errors.Is(lost, inventory.ErrInsufficient) {
+			return nil, stockErr(lost)
+		}
+		lastReason = lost.Error()
+	}
+	return nil, Errorf(KindConflict, "insufficient-stock", "the stock cannot be reserved under the sourcing rules: %s", lastReason)
+}
+
+func stockErr(err error) error {
+	if errors.Is(err, inventory.ErrNotReady) {
+		return &Error{Kind: KindUnavailable, Slug: "stock-not-ready", Detail: "stock counters are being rebuilt; retry shortly", Err: err, RetryAfter: 2 * time.Second}
+	}
+	return unavailable("the stock engine is unavailable", err)
+}
+
+func distinctSKUs(lines []Line) []string {
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		if !slices.Contains(out, l.SKU) {
+			out = append(out, l.SKU)
+		}
+	}
+	return out
+}
+
+// toSourcingOrder converts an order into what sourcing plans.
+func toSourcingOrder(o *Order, req *OrderRequest) *sourcing.Order {
+	so := &sourcing.Order{ID: o.ID, Channel: o.Channel, Value: o.Total, Lines: make([]sourcing.Line, len(req.Lines))}
+	if req.ShipTo != nil {
+		so.Region = req.ShipTo.Region
+		if req.ShipTo.Lat != nil && req.ShipTo.Lon != nil {
+			so.Lat, so.Lon, so.HasLocation = *req.ShipTo.Lat, *req.ShipTo.Lon, true
+		}
+	}
+	if req.Fulfillment.Type == FulfillPickup {
+		so.Pickup, so.PickupNode = true, req.Fulfillment.PickupNode
+	}
+	for i, l := range req.Lines {
+		so.Lines[i] = sourcing.Line{SKU: l.SKU, Qty: l.Qty, UnitPrice: l.UnitPrice}
+	}
+	return so
+}
+
+// creationEvents are the outbox rows of a new order: order.created, and
+// shipment.requested for each shipment of an order released at once.
+func creationEvents(o *Order, now time.Time) []OutboxEvent {
+	evs := []OutboxEvent{orderEvent("order.created", o, now)}
+	if o.Status == StatusReleased {
+		for i := range o.Shipments {
+			evs = append(evs, shipmentEvent("shipment.requested", o, &o.Shipments[i], now))
+		}
+	}
+	return evs
+}
+
+// ToSourcingNode converts a node for sourcing.
+func ToSourcingNode(n Node) sourcing.Node {
+	return sourcing.Node{ID: n.ID, Name: n.Name, Type: n.Type, Lat: n.Location.Lat, Lon: n.Location.Lon,
+		Regions: n.Regions, Channels: n.Channels, Priority: n.Priority, DailyCapacity: n.DailyCapacity, Active: n.Active}
+}

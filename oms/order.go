@@ -1,0 +1,180 @@
+package oms
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Order statuses.
+const (
+	StatusPendingPayment   = "pending_payment"
+	StatusOnHold           = "on_hold"
+	StatusReleased         = "released"
+	StatusPartiallyShipped = "partially_shipped"
+	StatusShipped          = "shipped"
+	StatusCancelRequested  = "cancel_requested"
+	StatusCancelled        = "cancelled"
+	StatusExpired          = "expired"
+)
+
+// Shipment statuses.
+const (
+	ShipPending         = "pending" // not released to the warehouse
+	ShipRequested       = "requested"
+	ShipAcknowledged    = "acknowledged"
+	ShipShipped         = "shipped"
+	ShipCancelRequested = "cancel_requested"
+	ShipCancelled       = "cancelled"
+	ShipRejected        = "rejected"
+)
+
+// Payment statuses.
+const (
+	PaymentPaid    = "paid"
+	PaymentPending = "pending"
+)
+
+// Fulfillment types.
+const (
+	FulfillShip   = "ship"
+	FulfillPickup = "pickup"
+)
+
+// Limits on an order request (shared/API.md).
+const (
+	MaxLines    = 500
+	MaxQty      = 100000
+	MaxUnitCost = int64(1) << 40 // about 11 billion in major units
+)
+
+// Customer identifies the buyer. Email and phone are personal data: they are
+// stored with the order for the warehouse and never logged.
+type Customer struct {
+	ID    string `json:"id"`
+	Email string `json:"email,omitempty"`
+	Phone string `json:"phone,omitempty"`
+}
+
+// Address is a ship-to address.
+type Address struct {
+	Name       string   `json:"name"`
+	Line1      string   `json:"line1"`
+	Line2      string   `json:"line2,omitempty"`
+	City       string   `json:"city"`
+	Region     string   `json:"region"`
+	PostalCode string   `json:"postal_code"`
+	Country    string   `json:"country"`
+	Lat        *float64 `json:"lat,omitempty"`
+	Lon        *float64 `json:"lon,omitempty"`
+}
+
+// Line is one order line.
+type Line struct {
+	SKU       string `json:"sku"`
+	Qty       int64  `json:"qty"`
+	UnitPrice int64  `json:"unit_price"`
+}
+
+// Payment is the payment state a channel reports.
+type Payment struct {
+	Status string `json:"status"`
+}
+
+// Fulfillment says how the order reaches the buyer.
+type Fulfillment struct {
+	Type       string `json:"type"`
+	PickupNode string `json:"pickup_node,omitempty"`
+}
+
+// Attribution records who brought the buyer (B2B2C): a distributor, a store
+// (a node of type store) and a sales associate. Settlement pays from it.
+type Attribution struct {
+	Distributor string `json:"distributor,omitempty"`
+	Store       string `json:"store,omitempty"`
+	Associate   string `json:"associate,omitempty"`
+}
+
+// OrderRequest is the body of POST /v1/orders.
+type OrderRequest struct {
+	ExternalID  string       `json:"external_id"`
+	Customer    Customer     `json:"customer"`
+	ShipTo      *Address     `json:"ship_to,omitempty"`
+	Lines       []Line       `json:"lines"`
+	Currency    string       `json:"currency"`
+	Total       *int64       `json:"total,omitempty"`
+	Payment     Payment      `json:"payment"`
+	Fulfillment Fulfillment  `json:"fulfillment"`
+	Attribution *Attribution `json:"attribution,omitempty"`
+}
+
+// ShipLine is a quantity of one SKU in a shipment.
+type ShipLine struct {
+	SKU string `json:"sku"`
+	Qty int64  `json:"qty"`
+}
+
+// Shipment is what one node ships for an order.
+type Shipment struct {
+	ID             string     `json:"id"`
+	NodeID         string     `json:"node_id"`
+	Status         string     `json:"status"`
+	Lines          []ShipLine `json:"lines"`
+	TrackingNumber string     `json:"tracking_number,omitempty"`
+	// HoldID is the inventory reservation of this shipment.
+	HoldID string `json:"-"`
+}
+
+// Order is an order as omsd stores and answers it.
+type Order struct {
+	ID            string       `json:"id"`
+	ExternalID    string       `json:"external_id"`
+	Channel       string       `json:"channel"`
+	Status        string       `json:"status"`
+	PaymentStatus string       `json:"payment_status"`
+	ReservedUntil *time.Time   `json:"reserved_until"`
+	Customer      Customer     `json:"customer"`
+	ShipTo        *Address     `json:"ship_to,omitempty"`
+	Lines         []Line       `json:"lines"`
+	Currency      string       `json:"currency"`
+	Total         int64        `json:"total"`
+	Fulfillment   Fulfillment  `json:"fulfillment"`
+	Attribution   *Attribution `json:"attribution,omitempty"`
+	Shipments     []Shipment   `json:"shipments"`
+	HoldReasons   []string     `json:"hold_reasons,omitempty"`
+	// Flags record facts a person must act on, e.g. "cancel_failed_return_needed".
+	Flags        []string  `json:"flags,omitempty"`
+	CancelReason string    `json:"cancel_reason,omitempty"`
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// orderNamespace is the UUIDv5 namespace of order ids.
+var orderNamespace = uuid.MustParse("6f1c2a9e-3b7d-5c41-9e0a-8d2f4b6a1c3e")
+
+// OrderID is the deterministic id of (channel, external id): copies of one
+// order collide on it in Redis and in SQL.
+func OrderID(channel, externalID string) string {
+	return uuid.NewSHA1(orderNamespace, []byte(channel+"\x00"+externalID)).String()
+}
+
+// RequestHash fingerprints the meaning of a request (its decoded form
+// re-encoded), so that whitespace or key order do not make a retry look
+// different.
+func RequestHash(req *OrderRequest) []byte {
+	b, _ := json.Marshal(req)
+	h := sha256.Sum256(b)
+	return h[:]
+}
+
+// Value is the order's value in minor units.
+func (r *OrderRequest) Value() int64 {
+	var v int64
+	for _, l := range r.Lines {
+		v += l.Qty * l.UnitPrice
+	}
+	return v
+}
