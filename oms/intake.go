@@ -204,7 +204,9 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 	}
 	// Concurrent copies on this instance share one attempt; copies on
 	// other instances collide on the order id in SQL.
-	v, err, shared := in.flight.Do(id, func() (any, error) {
+	leader := false
+	v, err, _ := in.flight.Do(id, func() (any, error) {
+		leader = true
 		o, created, err := in.take(ctx, channel, idemKey, id, hash, req, now)
 		if err != nil {
 			return nil, err
@@ -215,7 +217,7 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 		return res, err
 	}
 	fr := v.(flightResult)
-	if shared {
+	if !leader {
 		// The leader answered for its own body; a follower with another
 		// body for the same external_id is a conflict.
 		if _, h, err := in.orders.GetOrder(ctx, id); err != nil || !slices.Equal(h, hash) {

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/omsd/omsd/oms"
 	"github.com/omsd/omsd/oms/httpapi"
 	"github.com/omsd/omsd/oms/kafkabus"
 	"github.com/omsd/omsd/oms/pgstore"
@@ -28,6 +29,8 @@ type app struct {
 	store *pgstore.Store
 	rdb   redis.UniversalClient
 	http  *httpapi.Server
+	// catalog is the in-memory view intake plans with.
+	catalog *oms.CatalogCache
 
 	// workers are the long-running parts (Run(ctx) error), started by run.
 	workers map[string]func(ctx context.Context) error

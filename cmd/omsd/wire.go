@@ -68,6 +68,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	if err != nil {
 		return err
 	}
+	a.catalog = catalog
 	committer := oms.NewCommitter(oms.CommitterConfig{
 		Shards: a.cfg.IntakeShards, Window: a.cfg.BatchWindow, MaxBatch: a.cfg.BatchMax,
 	}, a.store, a.reg)
