@@ -47,7 +47,7 @@ const (
 const (
 	MaxLines    = 500
 	MaxQty      = 100000
-	MaxUnitCost = int64(1) << 40 // about 11 billion in major units
+	MaxUnitCost = int64(1) << 32 // keeps 500 lines x 100000 units x price inside int64
 )
 
 // Customer identifies the buyer. Email and phone are personal data: they are

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/omsd/omsd/loadtest"
+)
+
+const usage = `oms-loadtest: seed an omsd stack and offer it open-model load, then audit it
+
+Usage:
+  oms-loadtest seed [target flags] [--skus N] [--nodes N] [--stock N] [--prefix P] [--seed FILE]
+  oms-loadtest run  [target flags] --rate N [--duration D] [--profile steady|ramp|flash-sale]
+                    [--json FILE] [--html FILE] [--seed FILE] [--workers N] [--retries N]
+                    [--timeout D] [--paid-share F] [--hot-skus N] [--hot-share F] [--zipf-s S]
+                    [--poisson] [--random-seed N] [--drain D] [--settle D]
+                    [--audit-sample N] [--audit-concurrency N] [--quiet]
+
+Target flags (flags beat the env file, which beats the environment):
+  --env FILE         a stack.env (KEY=VALUE lines: OMS_API_URL, OMS_ADMIN_KEY, OMS_KAFKA_BROKERS),
+                     as written by 'omsd dev'
+  --api URL          the API base URL (OMS_API_URL)
+  --admin-key KEY    the admin key (OMS_ADMIN_KEY)
+  --brokers ADDRS    comma-separated Kafka brokers (OMS_KAFKA_BROKERS); none: the shipment
+                     topic is not audited
+
+The seed file (default loadtest-seed.json next to the env file, or in the current directory)
+holds the channel keys that seed created; run reads it. The JSON report defaults to
+loadtest-report.json beside it, the HTML report to the JSON path with .html.
+
+Profiles (--rate is the peak): steady = rate throughout; ramp = linear from rate/10 to rate;
+flash-sale = rate/10, then rate for one minute in the middle, then rate/10 (in runs shorter
+than 3 minutes the spike lasts a third of the run).
+
+Exit status: 0 when the audit passes, 2 when it finds a fault or could not run, 1 on errors.
+Run 'oms-loadtest seed -h' or 'oms-loadtest run -h' for every flag.
+`
+
+var errAuditFailed = errors.New("audit failed")
+
+// run is the whole program; tests call it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "seed":
+		return cmdSeed(ctx, args[1:], getenv, stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+// targetFlags are shared by both commands.
+type targetFlags struct {
+	env, api, adminKey, brokers string
+}
+
+func (t *targetFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.env, "env", "", "stack.env file with OMS_API_URL, OMS_ADMIN_KEY, OMS_KAFKA_BROKERS")
+	fs.StringVar(&t.api, "api", "", "API base URL (overrides the env file)")
+	fs.StringVar(&t.adminKey, "admin-key", "", "admin key (overrides the env file)")
+	fs.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers (overrides the env file)")
+}
+
+// resolve merges, by rising precedence: the process environment, the env
+// file, the flags that were set.
+func (t *targetFlags) resolve(fs *flag.FlagSet, getenv func(string) string) (loadtest.Target, error) {
+	lookup := getenv
+	if t.env != "" {
+		env, err := loadtest.ReadEnvFile(t.env)
+		if err != nil {
+			return loadtest.Target{}, err
+		}
+		lookup = func(k string) string {
+			if v, ok := env[k]; ok {
+				return v
+			}
+			return getenv(k)
+		}
+	}
+	tg := loadtest.TargetFromEnv(lookup)
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "api":
+			tg.APIURL = strings.TrimRight(t.api, "/")
+		case "admin-key":
+			tg.AdminKey = t.adminKey
+		case "brokers":
+			tg.Brokers = loadtest.SplitList(t.brokers)
+		}
+	})
+	return tg, tg.Validate()
+}
+
+// besideEnv is name in the env file's directory, or in the current one.
+func (t *targetFlags) besideEnv(name string) string {
+	if t.env == "" {
+		return name
+	}
+	return filepath.Join(filepath.Dir(t.env), name)
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("oms-loadtest "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return nil
+}
+
+func cmdSeed(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("seed", stderr)
+	var tf targetFlags
+	tf.register(fs)
+	skus := fs.Int("skus", 1000, "catalogue size (SKU-000001 ...)")
+	nodes := fs.Int("nodes", 12, "nodes: up to 6 warehouses, then stores across Chinese cities")
+	stock := fs.Int64("stock", 100, "on-hand per warehouse and SKU (stores: a fifth, for about half the SKUs)")
+	prefix := fs.String("prefix", "lt", "channel id prefix (lt-tmall ...); change it to seed the same stack again")
+	seedPath := fs.String("seed", "", "seed file to write (default loadtest-seed.json next to --env)")
+	conc := fs.Int("concurrency", 32, "requests in flight while seeding")
+	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tg, err := tf.resolve(fs, getenv)
+	if err != nil {
+		return err
+	}
+	if *skus <= 0 || *nodes <= 0 || *stock <= 0 {
+		return errors.New("--skus, --nodes and --stock must be > 0")
+	}
+	if *seedPath == "" {
+		*seedPath = tf.besideEnv("loadtest-seed.json")
+	}
+	c := loadtest.NewClient(tg, loadtest.ClientConfig{Timeout: *timeout, Retries: 3, MaxConns: *conc * 2})
+	defer c.Close()
+	start := time.Now()
+	sf, err := loadtest.Seed(ctx, c, loadtest.SeedConfig{SKUs: *skus, Nodes: *nodes, Stock: *stock, Prefix: *prefix,
+		Concurrency: *conc, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	if err := loadtest.WriteSeedFile(*seedPath, sf); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "seeded %d channels, %d nodes, %d SKUs, %d stock rows in %s; wrote %s\n",
+		len(sf.Channels), len(sf.Nodes), len(sf.SKUs), len(sf.Stock), time.Since(start).Round(time.Millisecond), *seedPath)
+	return nil
+}
+
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", stderr)
+	var tf targetFlags
+	tf.register(fs)
+	rate := fs.Float64("rate", 0, "peak offered rate, orders per second (required)")
+	duration := fs.Duration("duration", time.Minute, "how long arrivals are scheduled")
+	profile := fs.String("profile", "steady", "steady, ramp or flash-sale")
+	jsonPath := fs.String("json", "", "JSON report (default loadtest-report.json next to --env)")
+	htmlPath := fs.String("html", "", "HTML report (default: the JSON path with .html)")
+	seedPath := fs.String("seed", "", "seed file written by seed (default loadtest-seed.json next to --env)")
+	workers := fs.Int("workers", 256, "requests in flight at most; arrivals queue (and their latency grows) beyond")
+	retries := fs.Int("retries", 2, "resends with the same Idempotency-Key and body on a network error or 5xx/429")
+	timeout := fs.Duration("timeout", 5*time.Second, "per-attempt timeout")
+	paid := fs.Float64("paid-share", 0.8, "share of orders paid; the rest are submitted with payment pending")
+	hot := fs.Int("hot-skus", 20, "number of hot SKUs (the first of the catalogue); 0: none")
+	hotShare := fs.Float64("hot-share", 0.5, "share of order lines that go to hot SKUs")
+	zipf := fs.Float64("zipf-s", 1.1, "Zipf exponent among hot SKUs (> 1)")
+	poisson := fs.Bool("poisson", false, "Poisson arrivals (random gaps) instead of evenly spaced ones")
+	rseed := fs.Uint64("random-seed", 0, "seed for arrivals and order contents (0: random)")
+	drain := fs.Duration("drain", 30*time.Second, "after the last arrival, how long queued and in-flight requests may take")
+	settle := fs.Duration("settle", 2*time.Second, "pause before the audit, for asynchronous work to catch up")
+	sample := fs.Int("audit-sample", 20000, "read back every accepted order up to N, a random sample of N beyond (-1: all)")
+	auditConc := fs.Int("audit-concurrency", 32, "API reads in flight during the audit")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tg, err := tf.resolve(fs, getenv)
+	if err != nil {
+		return err
+	}
+	if *rate <= 0 {
+		return errors.New("--rate must be > 0")
+	}
+	if *paid < 0 || *paid > 1 {
+		return errors.New("--paid-share must be in [0,1]")
+	}
+	hotSKUs := *hot
+	if hotSKUs == 0 {
+		hotSKUs = -1 // MixConfig: negative means none
+	}
+	if *seedPath == "" {
+		*seedPath = tf.besideEnv("loadtest-seed.json")
+	}
+	if *jsonPath == "" {
+		*jsonPath = tf.besideEnv("loadtest-report.json")
+	}
+	if *htmlPath == "" {
+		*htmlPath = strings.TrimSuffix(*jsonPath, filepath.Ext(*jsonPath)) + ".html"
+	}
+	sf, err := loadtest.ReadSeedFile(*seedPath)
+	if err != nil {
+		return err
+	}
+	var progress io.Writer = stderr
+	if *quiet {
+		progress = nil
+	}
+	rep, err := loadtest.Execute(ctx, loadtest.Options{
+		Target: tg,
+		Seed:   sf,
+		Run: loadtest.RunConfig{
+			Profile: loadtest.Profile(*profile), Rate: *rate, Duration: *duration, Workers: *workers,
+			Poisson: *poisson, Seed: *rseed, Drain: *drain, Progress: progress,
+			Mix: loadtest.MixConfig{PendingShare: 1 - *paid, HotSKUs: hotSKUs, HotShare: *hotShare, ZipfS: *zipf},
+		},
+		Client: loadtest.ClientConfig{Timeout: *timeout, Retries: *retries, MaxConns: *workers * 2},
+		Audit:  loadtest.AuditConfig{Concurrency: *auditConc, SampleMax: *sample},
+		Settle: *settle,
+		Log:    progress,
+	})
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if err := rep.WriteJSON(*jsonPath); err != nil {
+		return err
+	}
+	if err := rep.WriteHTMLFile(*htmlPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reports: %s %s\n", *jsonPath, *htmlPath)
+	if !rep.Passed() {
+		if rep.Audit == nil {
+			return fmt.Errorf("%w: %s", errAuditFailed, rep.AuditError)
+		}
+		a := rep.Audit
+		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d unreadable_orders=%d unresolved_orders=%d",
+			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.OrdersUnreadable, rep.Unresolved)
+	}
+	return nil
+}
+
