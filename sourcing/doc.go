@@ -9,7 +9,7 @@
 //
 // and reserves what res.Shipments says. Plan allocates little more than its
 // Result and takes microseconds; a RuleSet is compiled once (ParseRules,
-// DefaultRules) and shared by concurrent Plan calls.
+// DefaultRules, RuleSet.Compile) and shared by concurrent Plan calls.
 //
 // # Rule sets
 //
@@ -28,23 +28,31 @@
 //	    {
 //	      "name": "pickup",
 //	      "when": {"pickup": true},
-//	      "filters": [
-//	        {"type": "active"},
-//	        {"type": "pickup"},
-//	        {"type": "stock"}
-//	      ],
+//	      "filters": [{"type": "active"}, {"type": "pickup"}, {"type": "stock"}],
 //	      "ranking": {"by": [{"type": "priority"}]},
 //	      "split": {"policy": "single_node"},
 //	      "fallback": "reject"
 //	    },
 //	    {
-//	      "name": "bulky-from-warehouses",
-//	      "when": {"pickup": false, "tags": ["bulky"], "min_value": 50000},
+//	      "name": "one-parcel",
+//	      "when": {"pickup": false},
 //	      "filters": [
-//	        {"type": "active"},
-//	        {"type": "region"},
-//	        {"type": "channel"},
-//	        {"type": "capacity"},
+//	        {"type": "active"}, {"type": "region"}, {"type": "channel"}, {"type": "capacity"},
+//	        {"type": "sku_exclusion", "name": "no-bulky-from-stores",
+//	         "tags": ["bulky"], "node_types": ["store"], "node_ids": ["DS-7"]},
+//	        {"type": "stock"}
+//	      ],
+//	      "ranking": {
+//	        "mode": "lexicographic",
+//	        "by": [{"type": "priority"}, {"type": "distance"}, {"type": "stock_depth"}]
+//	      },
+//	      "split": {"policy": "single_node"}
+//	    },
+//	    {
+//	      "name": "big-orders",
+//	      "when": {"pickup": false, "channels": ["tmall", "jd"], "min_value": 50000},
+//	      "filters": [
+//	        {"type": "active"}, {"type": "region"}, {"type": "channel"}, {"type": "capacity"},
 //	        {"type": "sku_exclusion", "name": "no-bulky-from-stores",
 //	         "tags": ["bulky"], "node_types": ["store"], "node_ids": ["DS-7"]},
 //	        {"type": "stock"}
@@ -62,25 +70,29 @@
 //	      "fallback": "hold"
 //	    },
 //	    {
-//	      "name": "ship",
-//	      "when": {"pickup": false},
+//	      "name": "split",
+//	      "when": {"pickup": false, "max_value": 49999},
 //	      "filters": [
-//	        {"type": "active"},
-//	        {"type": "region"},
-//	        {"type": "channel"},
-//	        {"type": "capacity"},
+//	        {"type": "active"}, {"type": "region"}, {"type": "channel"}, {"type": "capacity"},
+//	        {"type": "sku_exclusion", "name": "no-bulky-from-stores",
+//	         "tags": ["bulky"], "node_types": ["store"], "node_ids": ["DS-7"]},
 //	        {"type": "stock"}
 //	      ],
-//	      "ranking": {
-//	        "mode": "lexicographic",
-//	        "by": [{"type": "priority"}, {"type": "distance"}, {"type": "stock_depth"}]
-//	      },
+//	      "ranking": {"by": [{"type": "priority"}, {"type": "distance"}]},
 //	      "split": {"policy": "ranked", "max_nodes": 3, "split_lines": true},
 //	      "fallback": "backorder"
 //	    }
 //	  ],
 //	  "fallback": "reject"
 //	}
+//
+// With it, a pickup order goes to its store or is rejected. Any other order
+// ships in one parcel when one node can take it all (bulky SKUs never from
+// stores nor DS-7). Failing that, a large tmall or jd order may use two
+// warehouses chosen by cost, distance and load, or else waits for review
+// (hold); a small one is split over up to three nodes by priority, lines
+// included, and what none can ship is backordered. Large orders from other
+// channels that need more than one node are rejected.
 //
 // Top level: "version" (integer, set by the OMS on activation; 0 = draft),
 // "name" (free text), "strategies" (1 to 64, tried in order) and "fallback"

@@ -2,7 +2,9 @@ package sourcing_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/omsd/omsd/sourcing"
 )
@@ -34,4 +36,49 @@ func ExamplePlan() {
 	// WH-BJ chosen : ranked 2; chosen
 	// ST-SH removed region: does not serve region CN-ZJ
 	// {"node_id":"ST-SH","status":"removed","filter":"region","reason":"does not serve region CN-ZJ"}
+}
+
+func ExampleParseRules() {
+	_, err := sourcing.ParseRules([]byte(`{
+	  "strategies": [{"name": "s", "filters": [{"type": "stock"}], "ranking": {"by": []},
+	                  "split": {"policy": "single_node", "max_nodes": 2}}],
+	  "fallback": "later"}`))
+	var ve *sourcing.ValidationError
+	if errors.As(err, &ve) {
+		for _, fe := range ve.Errors {
+			fmt.Printf("%s: %s\n", fe.Field, fe.Message)
+		}
+	}
+	// Output:
+	// fallback: must be "reject", "backorder" or "hold", got "later"
+	// strategies[0].split.max_nodes: single_node allows at most 1 node
+}
+
+func ExampleReplay() {
+	past := `{"id": "a", "channel": "tmall", "region": "CN-ZJ", "value": 100, "lines": [{"sku": "X", "qty": 1}, {"sku": "Y", "qty": 1}]}
+{"id": "b", "channel": "tmall", "region": "CN-ZJ", "value": 100, "lines": [{"sku": "X", "qty": 1}]}`
+	orders, err := sourcing.ReadReplayOrders(strings.NewReader(past), 1000)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	nodes := []sourcing.Node{{ID: "A", Type: "warehouse", Active: true}, {ID: "B", Type: "warehouse", Active: true}}
+	stock := sourcing.StockMap{"A": {"X": 5}, "B": {"Y": 5}}
+	for i := range orders { // one snapshot for every order
+		orders[i].Nodes, orders[i].Avail = nodes, stock
+	}
+	draft := sourcing.DefaultRules()
+	draft.Strategies[1].Split = sourcing.Split{Policy: "single_node"}
+	if draft, err = draft.Compile(); err != nil { // Plan sees edits only once compiled
+		fmt.Println(err)
+		return
+	}
+	rep := sourcing.Replay(sourcing.DefaultRules(), draft, orders)
+	fmt.Printf("active: %d fulfilled, split rate %.2f\n", rep.Active.Fulfilled, rep.Active.SplitRate)
+	fmt.Printf("draft: %d fulfilled, %d rejected\n", rep.Draft.Fulfilled, rep.Draft.Rejected)
+	fmt.Println("differ:", rep.Differ, rep.DifferIDs)
+	// Output:
+	// active: 2 fulfilled, split rate 0.50
+	// draft: 1 fulfilled, 1 rejected
+	// differ: 1 [a]
 }

@@ -44,7 +44,9 @@ const (
 	rsExcludedSome // sku_exclusion took away a line the policy needs (single node)
 	rsStockWhole   // cannot ship the whole order (single node)
 	rsStockNone    // no stock for any line
+	rsStockNoFull  // no line in full (lines not split)
 	rsNoteExcluded // kept node, but some lines excluded
+	rsText         // read back from JSON: detail holds the reason
 )
 
 // NodeExplanation says what Plan did with one node: which filter removed it
@@ -70,16 +72,14 @@ type NodeExplanation struct {
 	sku        string // SKU concerned (exclusion, stock)
 	detail     string // region, channel, pickup node, tag, or note filter name
 	have, need int64
-	text       string // reason read back from JSON
 }
 
 // Reason is a one-line human explanation, e.g.
 // "does not serve region CN-ZJ" or "ranked 2 of 7; chosen".
 func (e NodeExplanation) Reason() string {
-	if e.text != "" {
-		return e.text
-	}
 	switch e.code {
+	case rsText:
+		return e.detail
 	case rsInactive:
 		return "node is inactive"
 	case rsRegion:
@@ -103,6 +103,8 @@ func (e NodeExplanation) Reason() string {
 		return "cannot ship the whole order: SKU " + e.sku + " has " + itoa(e.have) + " of " + itoa(e.need)
 	case rsStockNone:
 		return "no stock for any line"
+	case rsStockNoFull:
+		return "cannot ship any line in full: SKU " + e.sku + " has " + itoa(e.have) + " of " + itoa(e.need)
 	}
 	var s string
 	switch e.Status {
@@ -149,7 +151,7 @@ func (e *NodeExplanation) UnmarshalJSON(b []byte) error {
 	}
 	*e = NodeExplanation{
 		NodeID: j.NodeID, Status: j.Status, Filter: j.Filter, Rank: j.Rank,
-		Score: j.Score, Rankings: j.Rankings, text: j.Reason,
+		Score: j.Score, Rankings: j.Rankings, code: rsText, detail: j.Reason,
 	}
 	return nil
 }

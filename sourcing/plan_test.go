@@ -204,7 +204,15 @@ func TestFilters(t *testing.T) {
 			stock: sourcing.StockMap{"A": {"X": 5, "Y": 1}, "B": {"Y": 5}, "C": {"X": 1, "Y": 1}},
 			order: order(ln("X", 2), ln("Y", 2)), rules: multi,
 			outcome: "fulfilled", ships: "A{X:2} B{Y:2}", removed: "C=stock",
-			why: map[string]string{"C": "no stock for any line"},
+			why: map[string]string{"C": "cannot ship any line in full: SKU X has 1 of 2"},
+		},
+		{
+			name:  "a node with none of the order's SKUs is removed by the stock filter",
+			nodes: []sourcing.Node{node("A"), node("B")},
+			stock: sourcing.StockMap{"A": {"X": 5}, "B": {"Q": 5}},
+			order: order(ln("X", 2)), rules: splitting,
+			outcome: "fulfilled", ships: "A{X:2}", removed: "B=stock",
+			why: map[string]string{"B": "no stock for any line"},
 		},
 		{
 			name:  "a node with a few units is kept when lines may be split",
@@ -673,6 +681,19 @@ func TestPlanInputs(t *testing.T) {
 			name:  "lines that repeat a SKU are merged",
 			nodes: nodes, stock: stock, order: order(ln("X", 1), ln("Y", 1), ln("X", 2)), rules: rules,
 			outcome: "fulfilled", ships: "A{X:3 Y:1}",
+		},
+		{
+			name:  "a long order merges repeated SKUs too",
+			nodes: nodes, stock: sourcing.StockMap{"A": {"X": 20, "Y": 20}},
+			order: func() sourcing.Order {
+				var ls []sourcing.Line
+				for i := 0; i < 20; i++ {
+					ls = append(ls, ln("X", 1), ln("Y", 1, "bulky"))
+				}
+				return order(ls...)
+			}(),
+			rules:   rules,
+			outcome: "fulfilled", ships: "A{X:20 Y:20}",
 		},
 		{
 			name:  "merged lines are checked against the stock together",

@@ -20,7 +20,7 @@ func TestExampleDocumentParsesAndIsInDocGo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseRules(example): got %v, want nil", err)
 	}
-	if r.Version != 7 || len(r.Strategies) != 3 || r.Strategies[1].Ranking.By[0].Costs["WH-HZ"]["CN-ZJ"] != 800 {
+	if r.Version != 7 || len(r.Strategies) != 4 || r.Strategies[2].Ranking.By[0].Costs["WH-HZ"]["CN-ZJ"] != 800 {
 		t.Errorf("example decoded wrongly: %+v", r)
 	}
 	doc, err := os.ReadFile("doc.go")
@@ -163,6 +163,26 @@ func TestParseRulesIsStrict(t *testing.T) {
 				t.Errorf("got {%q %q}, want {%q ...%q...}", fe.Field, fe.Message, tc.field, tc.msg)
 			}
 		})
+	}
+}
+
+func TestCompileTakesEditsIntoAccount(t *testing.T) {
+	r := ruleSet(t, "reject", strat("s", single))
+	o := order(ln("X", 1))
+	nodes := []sourcing.Node{node("A", inactive), node("B")}
+	stock := sourcing.StockMap{"A": {"X": 1}, "B": {"X": 1}}
+	r.Strategies[0].Filters = filters("stock")
+	c, err := r.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := shipped(sourcing.Plan(&o, nodes, stock, c)), "A{X:1}"; got != want {
+		t.Errorf("after Compile: got %q, want %q", got, want)
+	}
+	r.Strategies[0].Split.Policy = "bogus"
+	var ve *sourcing.ValidationError
+	if _, err := r.Compile(); !errors.As(err, &ve) || ve.Errors[0].Field != "strategies[0].split.policy" {
+		t.Errorf("Compile of an invalid set: got %v, want a *ValidationError on strategies[0].split.policy", err)
 	}
 }
 
