@@ -4,6 +4,7 @@
 //	omsd dev       start the local stack (PostgreSQL, Redis, Kafka broker) and omsd on it
 //	omsd migrate   apply the schema
 //	omsd inventory rebuild   recompute every Redis counter from the SQL ledger
+//	omsd sourcing replay     compare a draft rule set with the active one over past orders
 package main
 
 import (
@@ -36,6 +37,8 @@ Usage:
   omsd dev [--state-dir DIR]      start PostgreSQL, Redis and the Kafka broker locally and omsd on them
   omsd migrate [flags]            apply the database schema
   omsd inventory rebuild [flags]  recompute every Redis stock counter from the SQL ledger
+  omsd sourcing replay -draft RULES.json -orders PAST.jsonl [flags]
+                                  compare a draft rule set with the active one over past orders
 `
 
 // run is the whole program; tests call it in-process.
@@ -57,6 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprint(stderr, usage)
 		return errors.New("unknown inventory command")
+	case "sourcing":
+		if len(args) > 1 && args[1] == "replay" {
+			return cmdReplay(ctx, args[2:], getenv, stdout, stderr)
+		}
+		fmt.Fprint(stderr, usage)
+		return errors.New("unknown sourcing command")
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -59,7 +59,12 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 		}
 		docs[i] = d
 	}
-	return s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	// READ COMMITTED is enough here: the batch only inserts, and every
+	// race between copies is settled by primary keys (ON CONFLICT DO
+	// NOTHING), which PostgreSQL checks at every isolation level; it spares
+	// the SERIALIZABLE predicate locks on the hot path. CockroachDB runs it
+	// as SERIALIZABLE anyway.
+	return s.TxWith(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(ctx context.Context, tx pgx.Tx) error {
 		for _, no := range batch {
 			no.Outcome, no.ExistingID = 0, ""
 		}

@@ -1,0 +1,66 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/omsd/omsd/inventory/redisstock
+BenchmarkReserve/impl=redis-lua/skus=1/clients=64-2         	  200000	      9000 ns/op	  111111 reservations/s	     500 B/op	      10 allocs/op
+BenchmarkReserve/impl=pg-update/skus=1/clients=64-2         	    4000	    250000 ns/op	    4000 reservations/s	    1000 B/op	      20 allocs/op
+BenchmarkPlan/nodes=50-2   	  120000	      9500 ns/op	   10344 B/op	       5 allocs/op
+PASS
+ok  	github.com/omsd/omsd/inventory/redisstock	10.2s
+`
+
+func TestParseReadsNamesIterationsAndMetrics(t *testing.T) {
+	rs, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 {
+		t.Fatalf("got %d results, want 3", len(rs))
+	}
+	if rs[0].Name != "BenchmarkReserve/impl=redis-lua/skus=1/clients=64" {
+		t.Errorf("got name %q, want the GOMAXPROCS suffix stripped", rs[0].Name)
+	}
+	if rs[0].Iterations != 200000 || rs[0].Metrics["reservations/s"] != 111111 || rs[0].Metrics["allocs/op"] != 10 {
+		t.Errorf("got %+v", rs[0])
+	}
+}
+
+func TestCompareComputesRatiosAndSkipsMissingSides(t *testing.T) {
+	rs, _ := Parse(strings.NewReader(sample))
+	cs := Compare(rs, []Pair{
+		{"hot SKU", "reservations/s", "BenchmarkReserve/impl=redis-lua/skus=1/clients=64", "BenchmarkReserve/impl=pg-update/skus=1/clients=64"},
+		{"missing", "ns/op", "BenchmarkNope", "BenchmarkPlan/nodes=50"},
+	})
+	if len(cs) != 1 {
+		t.Fatalf("got %d comparisons, want 1", len(cs))
+	}
+	if got := cs[0].Ratio; got < 27.7 || got > 27.8 {
+		t.Errorf("got ratio %.3f, want 111111/4000 = 27.78", got)
+	}
+	md := (&Report{Machine: "test", Results: rs, Comparisons: cs}).Markdown()
+	if !strings.Contains(md, "| hot SKU | reservations/s |") || !strings.Contains(md, "27.78") {
+		t.Errorf("markdown lacks the comparison:\n%s", md)
+	}
+}
+
+func TestMaxUnderBoundStopsAtTheFirstFailingStep(t *testing.T) {
+	steps := []RampStep{
+		{OfferedRate: 1000, P99Ms: 10, AuditClean: true},
+		{OfferedRate: 2000, P99Ms: 40, AuditClean: true},
+		{OfferedRate: 3000, P99Ms: 150, AuditClean: true},
+		{OfferedRate: 4000, P99Ms: 50, AuditClean: true},
+	}
+	if got := MaxUnderBound(steps, 100); got != 2000 {
+		t.Errorf("got %v, want 2000", got)
+	}
+	steps[1].AuditClean = false
+	if got := MaxUnderBound(steps, 100); got != 1000 {
+		t.Errorf("with a dirty audit at 2000: got %v, want 1000", got)
+	}
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/omsd/omsd/inventory"
+	"github.com/omsd/omsd/inventory/redisstock"
+	"github.com/omsd/omsd/oms"
+	"github.com/omsd/omsd/oms/pgstore"
+	"github.com/omsd/omsd/sourcing"
+)
+
+// cmdReplay runs a draft rule set and the active one over past orders
+// (JSON lines) against today's nodes and live availability, and prints how
+// the plans differ, before anyone activates the draft.
+func cmdReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := flag.NewFlagSet("omsd sourcing replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flagSet(fs, getenv)
+	draftPath := fs.String("draft", "", "draft rule-set document (JSON)")
+	ordersPath := fs.String("orders", "", "past orders, one sourcing order per line (JSON lines)")
+	limit := fs.Int("limit", 100000, "most lines read from -orders")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *draftPath == "" || *ordersPath == "" {
+		return errors.New("-draft and -orders are required")
+	}
+	if cfg.DatabaseURL == "" || cfg.RedisURL == "" {
+		return errors.New("missing -pg.url (OMS_DATABASE_URL) or -redis.url (OMS_REDIS_URL)")
+	}
+	doc, err := os.ReadFile(*draftPath)
+	if err != nil {
+		return err
+	}
+	draft, err := sourcing.ParseRules(doc)
+	if err != nil {
+		return fmt.Errorf("draft %s: %w", *draftPath, err)
+	}
+	f, err := os.Open(*ordersPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	orders, err := sourcing.ReadReplayOrders(f, *limit)
+	if err != nil {
+		return err
+	}
+	store, err := pgstore.Open(ctx, pgstore.Config{URL: cfg.DatabaseURL})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	catalog, err := oms.NewCatalogCache(ctx, store, nil)
+	if err != nil {
+		return err
+	}
+	rdb, err := newRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	stock, err := redisstock.New(rdb, redisstock.Config{})
+	if err != nil {
+		return err
+	}
+	nodes := catalog.Candidates()
+	skus := map[string]bool{}
+	for _, o := range orders {
+		for _, l := range o.Order.Lines {
+			skus[l.SKU] = true
+		}
+	}
+	var keys []inventory.Key
+	for _, n := range nodes {
+		for s := range skus {
+			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
+		}
+	}
+	avail := sourcing.StockMap{}
+	for start := 0; start < len(keys); start += 5000 {
+		levels, err := stock.Levels(ctx, keys[start:min(start+5000, len(keys))])
+		if err != nil && (levels == nil || !errors.Is(err, inventory.ErrNotReady)) {
+			return err
+		}
+		for _, l := range levels {
+			avail.Set(l.Node, l.SKU, l.Available)
+		}
+	}
+	for i := range orders {
+		orders[i].Nodes, orders[i].Avail = nodes, avail
+	}
+	report := sourcing.Replay(catalog.Rules(), draft, orders)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(report)
+}
