@@ -1,0 +1,230 @@
+// Command oms-bench runs omsd's side-by-side benchmarks and the end-to-end
+// ramp, and writes bench/results/bench.json and bench.md (make bench).
+//
+//	oms-bench [-out DIR] [-quick] [-ramp RATES] [-step D] [-p99 D] [-skip-ramp]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/omsd/omsd/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "oms-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// suite is what one run measures: go benchmarks with their alternatives as
+// sub-benchmarks, and the pairs to compare.
+type suite struct {
+	pkg, pattern, benchtime string
+}
+
+var suites = []suite{
+	{"./sourcing/", "^BenchmarkPlan$", "1s"},
+	{"./inventory/redisstock/", "^BenchmarkReserve$", "2s"},
+	{"./cmd/omsd/", "^BenchmarkIntake$", "5s"},
+}
+
+var pairs = []bench.Pair{
+	{Title: "reserve one hot SKU, 64 clients: Redis Lua vs SQL UPDATE", Metric: "reservations/s",
+		A: "BenchmarkReserve/impl=redis-lua/skus=1/clients=64", B: "BenchmarkReserve/impl=pg-update/skus=1/clients=64"},
+	{Title: "reserve over 10,000 SKUs, 64 clients: Redis Lua vs SQL UPDATE", Metric: "reservations/s",
+		A: "BenchmarkReserve/impl=redis-lua/skus=10000/clients=64", B: "BenchmarkReserve/impl=pg-update/skus=10000/clients=64"},
+	{Title: "reserve one hot SKU, 1 client: Redis Lua vs SQL UPDATE", Metric: "reservations/s",
+		A: "BenchmarkReserve/impl=redis-lua/skus=1/clients=1", B: "BenchmarkReserve/impl=pg-update/skus=1/clients=1"},
+	{Title: "intake through HTTP: group commit vs one transaction per order", Metric: "orders/s",
+		A: "BenchmarkIntake/commit=group/clients=64", B: "BenchmarkIntake/commit=per-order/clients=64"},
+	{Title: "sourcing plan time: 50 vs 10 nodes", Metric: "ns/op",
+		A: "BenchmarkPlan/nodes=50", B: "BenchmarkPlan/nodes=10"},
+	{Title: "sourcing plan time: 200 vs 50 nodes", Metric: "ns/op",
+		A: "BenchmarkPlan/nodes=200", B: "BenchmarkPlan/nodes=50"},
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("oms-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "bench/results", "directory for bench.json and bench.md")
+	quick := fs.Bool("quick", false, "shorter benchtimes (a smoke run)")
+	rates := fs.String("ramp", "500,1000,2000,3000,4000,5000,6000", "offered rates of the end-to-end ramp, orders/s")
+	step := fs.Duration("step", 15*time.Second, "duration of each ramp step")
+	p99 := fs.Duration("p99", 100*time.Millisecond, "p99 latency bound of the ramp")
+	skipRamp := fs.Bool("skip-ramp", false, "skip the end-to-end ramp")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rep := &bench.Report{Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), P99BoundMs: float64(p99.Milliseconds())}
+	for _, s := range suites {
+		bt := s.benchtime
+		if *quick {
+			bt = "200ms"
+		}
+		fmt.Fprintf(stderr, "oms-bench: go test -bench %s %s (benchtime %s)\n", s.pattern, s.pkg, bt)
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", s.pattern, "-benchtime", bt, s.pkg)
+		var buf bytes.Buffer
+		cmd.Stdout = io.MultiWriter(&buf, stderr)
+		cmd.Stderr = stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("benchmarks of %s: %w", s.pkg, err)
+		}
+		rs, err := bench.Parse(&buf)
+		if err != nil {
+			return err
+		}
+		rep.Results = append(rep.Results, rs...)
+	}
+	rep.Comparisons = bench.Compare(rep.Results, pairs)
+	if !*skipRamp {
+		steps, err := ramp(ctx, *rates, *step, stderr)
+		if err != nil {
+			return fmt.Errorf("ramp: %w", err)
+		}
+		rep.Ramp = steps
+		rep.MaxRateUnderBound = bench.MaxUnderBound(steps, rep.P99BoundMs)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	j, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(*out, "bench.json"), j, 0o644); err != nil {
+		return err
+	}
+	md := rep.Markdown()
+	if err := os.WriteFile(filepath.Join(*out, "bench.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, md)
+	fmt.Fprintf(stdout, "written: %s, %s\n", filepath.Join(*out, "bench.json"), filepath.Join(*out, "bench.md"))
+	return nil
+}
+
+// ramp starts the local stack (omsd dev), seeds it, and offers rising
+// steady load with oms-loadtest until p99 passes the bound.
+func ramp(ctx context.Context, rates string, step time.Duration, logw io.Writer) ([]bench.RampStep, error) {
+	dir, err := os.MkdirTemp("", "oms-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "bin")
+	for _, c := range []string{"omsd", "oms-loadtest"} {
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, c), "./cmd/"+c).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build %s: %w: %s", c, err, out)
+		}
+	}
+	state := filepath.Join(dir, "stack")
+	dev := exec.Command(filepath.Join(bin, "omsd"), "dev", "--state-dir", state, "--log.level", "warn")
+	dev.Stdout, dev.Stderr = io.Discard, logw
+	dev.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := dev.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = dev.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { _ = dev.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = dev.Process.Kill()
+		}
+	}()
+	env := filepath.Join(state, "stack.env")
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := os.Stat(env); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("omsd dev wrote no stack.env within 90 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	lt := filepath.Join(bin, "oms-loadtest")
+	seed := exec.CommandContext(ctx, lt, "seed", "--env", env, "--skus", "2000", "--nodes", "12", "--stock", "100000")
+	seed.Stdout, seed.Stderr = logw, logw
+	if err := seed.Run(); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	var steps []bench.RampStep
+	for _, r := range strings.Split(rates, ",") {
+		rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad rate %q", r)
+		}
+		js := filepath.Join(dir, "step-"+r+".json")
+		cmd := exec.CommandContext(ctx, lt, "run", "--env", env, "--rate", strconv.FormatFloat(rate, 'f', 0, 64),
+			"--duration", step.String(), "--profile", "steady", "--json", js, "--html", filepath.Join(dir, "step.html"))
+		cmd.Stdout, cmd.Stderr = io.Discard, logw
+		runErr := cmd.Run() // non-zero when the audit finds something: still read the report
+		s, err := readStep(js)
+		if err != nil {
+			return steps, fmt.Errorf("step %v: %w (run: %v)", rate, err, runErr)
+		}
+		steps = append(steps, s)
+		fmt.Fprintf(logw, "oms-bench: offered %.0f/s achieved %.0f/s p99 %.1f ms errors %d audit clean %v\n",
+			s.OfferedRate, s.AchievedRate, s.P99Ms, s.Errors, s.AuditClean)
+		if s.P99Ms >= 100 || !s.AuditClean {
+			break
+		}
+	}
+	return steps, nil
+}
+
+// readStep reads the fields of an oms-loadtest JSON report the ramp needs.
+func readStep(path string) (bench.RampStep, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return bench.RampStep{}, err
+	}
+	defer f.Close()
+	var r struct {
+		OfferedRate  float64 `json:"offered_rate"`
+		AchievedRate float64 `json:"achieved_rate"`
+		LatencyMs    struct {
+			P50 float64 `json:"p50"`
+			P99 float64 `json:"p99"`
+		} `json:"latency_ms"`
+		StatusCounts map[string]int64 `json:"status_counts"`
+		Audit        struct {
+			Oversold   int64 `json:"oversold_units"`
+			Missing    int64 `json:"missing_orders"`
+			Duplicates int64 `json:"duplicate_shipments"`
+			Leaked     int64 `json:"leaked_units"`
+		} `json:"audit"`
+	}
+	if err := json.NewDecoder(bufio.NewReader(f)).Decode(&r); err != nil {
+		return bench.RampStep{}, err
+	}
+	var errs int64
+	for code, n := range r.StatusCounts {
+		if c, _ := strconv.Atoi(code); c >= 500 || c == 0 {
+			errs += n
+		}
+	}
+	return bench.RampStep{
+		OfferedRate: r.OfferedRate, AchievedRate: r.AchievedRate, P50Ms: r.LatencyMs.P50, P99Ms: r.LatencyMs.P99, Errors: errs,
+		AuditClean: r.Audit.Oversold == 0 && r.Audit.Missing == 0 && r.Audit.Duplicates == 0 && r.Audit.Leaked == 0,
+	}, nil
+}
