@@ -169,7 +169,9 @@ func (e *LimitError) Unwrap() error { return ErrLimitExceeded }
 // Every implementation passes the contract suite in inventory/stocktest.
 // A node is not ready until it was rebuilt (see Rebuild); on a node that is
 // not ready every write returns an error matching ErrNotReady and changes
-// nothing.
+// nothing. A call that the client library repeats after a lost reply (as
+// go-redis does) changes the data once and answers as the first execution
+// did (Reserve answers nil for its own repeat).
 type Store interface {
 	// SetStock applies an absolute WMS/ERP snapshot of on hand and safety
 	// stock; reserved is kept. Errors: ErrInvalid, ErrNotReady.

@@ -198,14 +198,3 @@ func allNodes(ctx context.Context, ledger Ledger, store Rebuildable) ([]string, 
 	sort.Strings(out)
 	return out, nil
 }
-
-// ReservedBy sums the lines of holds per SKU.
-func ReservedBy(holds []Hold) map[string]int64 {
-	m := make(map[string]int64)
-	for _, h := range holds {
-		for _, l := range h.Lines {
-			m[l.SKU] += l.Qty
-		}
-	}
-	return m
-}

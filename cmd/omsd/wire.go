@@ -44,7 +44,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	if err != nil {
 		return err
 	}
-	limits, err := redisstock.NewLimits(a.rdb, redisstock.Config{Logger: a.log})
+	limits, err := redisstock.NewLimits(a.rdb, redisstock.Config{Logger: a.log, Registerer: a.reg})
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,9 @@ func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.S
 	stage := func(name string) string { return k.tag + ":stage:" + token + ":" + name }
 	live := []string{k.onHand, k.reserved, k.safety, k.holds, k.deadlines}
 	staged := []string{stage("onhand"), stage("reserved"), stage("safety"), stage("holds"), stage("deadlines")}
+	marker, done := stage("marker"), stage("done")
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, marker, "1", stageTTL)
 		for i, m := range []map[string]any{onHand, reserved, safety, recs} {
 			for _, chunk := range chunks(m, stageChunk) {
 				p.HSet(ctx, staged[i], chunk...)
@@ -221,7 +223,9 @@ func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.S
 	if err != nil {
 		return fmt.Errorf("redisstock: restore %s: stage: %w", node, err)
 	}
-	cmd, err := run(ctx, s.rdb, s.m, swapScript, append([]string{k.ready}, append(live, staged...)...))
+	keys := append(append([]string{k.ready}, live...), staged...)
+	keys = append(keys, marker, done)
+	cmd, err := run(ctx, s.rdb, s.m, swapScript, keys, stageTTL.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("redisstock: restore %s: %w", node, err)
 	}
@@ -229,9 +233,13 @@ func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.S
 	if err != nil {
 		return err
 	}
-	if tag == "ready" {
-		s.rdb.Del(ctx, staged...) // best effort: they expire anyway
+	switch tag {
+	case "ok":
+	case "ready":
+		s.rdb.Del(ctx, append(staged, marker)...) // best effort: they expire anyway
 		return fmt.Errorf("redisstock: restore %s: node is ready, fence it first: %w", node, inventory.ErrInvalid)
+	default:
+		return fmt.Errorf("redisstock: restore %s: staging %s vanished (%s)", node, token, tag)
 	}
 	if err := s.rdb.SAdd(ctx, s.nodesKey(), node).Err(); err != nil {
 		return fmt.Errorf("redisstock: restore %s: node set: %w", node, err)
@@ -285,7 +293,8 @@ func (s *Store) RestoreHold(ctx context.Context, h inventory.Hold) (bool, error)
 	return false, err
 }
 
-// AdjustReserved implements inventory.Rebuildable.
+// AdjustReserved implements inventory.Rebuildable. Each call carries a
+// one-time token, so a go-redis retry of it applies the delta once.
 func (s *Store) AdjustReserved(ctx context.Context, node, sku string, delta int64) error {
 	if err := inventory.ValidateNode(node); err != nil {
 		return err
@@ -293,8 +302,13 @@ func (s *Store) AdjustReserved(ctx context.Context, node, sku string, delta int6
 	if err := inventory.ValidateSKU(sku); err != nil {
 		return err
 	}
+	token, err := randomToken()
+	if err != nil {
+		return err
+	}
 	k := s.keys(node)
-	cmd, err := run(ctx, s.rdb, s.m, adjustScript, []string{k.ready, k.reserved}, sku, delta)
+	cmd, err := run(ctx, s.rdb, s.m, adjustScript, []string{k.ready, k.reserved, k.tag + ":repair:" + token},
+		sku, delta, stageTTL.Milliseconds())
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,20 @@ var (
 	giveBackScript = newScript("give_back", giveBackSrc)
 )
 
+// allScripts are loaded by LoadScripts.
+var allScripts = []*script{reserveScript, closeScript, confirmScript, setStockScript, adjustScript, swapScript, takeScript, giveBackScript}
+
+// loadScripts loads every script into the script cache of every master
+// (go-redis's ClusterClient sends SCRIPT LOAD to all of them).
+func loadScripts(ctx context.Context, rdb redis.Scripter) error {
+	for _, sc := range allScripts {
+		if err := sc.s.Load(ctx, rdb).Err(); err != nil {
+			return fmt.Errorf("redisstock: load script %s: %w", sc.name, err)
+		}
+	}
+	return nil
+}
+
 // run runs sc with EVALSHA, falling back to EVAL when the server does not
 // have it cached (a restarted server, a new cluster node), and records its
 // latency. go-redis retries it on a lost connection: every script is

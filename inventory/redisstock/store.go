@@ -89,6 +89,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	return &Store{rdb: rdb, cfg: cfg, m: m}, nil
 }
 
+// LoadScripts loads every script into Redis's script cache (all masters of
+// a cluster), so that the first call of each skips the NOSCRIPT round trip.
+// Optional: scripts fall back to EVAL when missing (a restarted server).
+func (s *Store) LoadScripts(ctx context.Context) error { return loadScripts(ctx, s.rdb) }
+
 // nodeKeys are the keys of one node. They share the hash tag {prefix:node}
 // so that every script runs on one slot of a Redis Cluster.
 type nodeKeys struct {
@@ -253,7 +258,7 @@ func (s *Store) reserve(ctx context.Context, h inventory.Hold, force bool) (stri
 		}
 		return outcomeDuplicate, nil
 	case "closed":
-		return outcomeClosed, &inventory.HoldClosedError{Node: h.Node, ID: h.ID, State: inventory.HoldState(toStr(first(vals)))}
+		return outcomeClosed, &inventory.HoldClosedError{Node: h.Node, ID: h.ID, State: markerState(first(vals))}
 	case "short":
 		if len(vals) == 2 {
 			sku := toStr(vals[0])
@@ -273,6 +278,13 @@ func (s *Store) reserve(ctx context.Context, h inventory.Hold, force bool) (stri
 	return outcomeError, fmt.Errorf("redisstock: reserve: unexpected reply %q", tag)
 }
 
+// markerState reads the state from a closed-hold marker,
+// "<state> <token> <units>".
+func markerState(v any) inventory.HoldState {
+	st, _, _ := strings.Cut(toStr(v), " ")
+	return inventory.HoldState(st)
+}
+
 func first(vals []any) any {
 	if len(vals) == 0 {
 		return nil
@@ -283,10 +295,14 @@ func first(vals []any) any {
 // closeHold runs the close script. It returns the script's tag and, for
 // "ok", the units, for "closed", the state.
 func (s *Store) closeHold(ctx context.Context, node, id string, st inventory.HoldState, now time.Time) (string, int64, inventory.HoldState, error) {
+	token, err := randomToken()
+	if err != nil {
+		return "", 0, "", err
+	}
 	k := s.keys(node)
 	cmd, err := run(ctx, s.rdb, s.m, closeScript,
 		[]string{k.ready, k.onHand, k.reserved, k.holds, k.deadlines, k.closed(id)},
-		id, string(st), s.cfg.ClosedTTL.Milliseconds(), now.UnixMilli())
+		id, string(st), s.cfg.ClosedTTL.Milliseconds(), now.UnixMilli(), token)
 	if err != nil {
 		return "", 0, "", err
 	}
@@ -303,7 +319,7 @@ func parseClose(cmd *redis.Cmd) (string, int64, inventory.HoldState, error) {
 		units, err := toInt(first(vals))
 		return tag, units, "", err
 	case "closed":
-		return tag, 0, inventory.HoldState(toStr(first(vals))), nil
+		return tag, 0, markerState(first(vals)), nil
 	case "notready", "unknown", "notdue":
 		return tag, 0, "", nil
 	}
@@ -375,7 +391,7 @@ func (s *Store) Confirm(ctx context.Context, node, holdID string) error {
 	case "unknown":
 		return fmt.Errorf("redisstock: confirm %q at %q: %w", holdID, node, inventory.ErrUnknownHold)
 	case "closed":
-		st := inventory.HoldState(toStr(first(vals)))
+		st := markerState(first(vals))
 		if st == inventory.HoldCommitted {
 			return nil
 		}

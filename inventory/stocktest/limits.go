@@ -159,9 +159,9 @@ func testLimitOver(t *testing.T, ctx context.Context, l inventory.Limits) {
 func testLimitInvalid(t *testing.T, ctx context.Context, l inventory.Limits) {
 	until := time.Now().Add(time.Hour)
 	for _, c := range []struct {
-		name                            string
-		promo, customer, sku, order     string
-		qty, limit                      int64
+		name                        string
+		promo, customer, sku, order string
+		qty, limit                  int64
 	}{
 		{"empty promotion", "", "c", "s", "o", 1, 1},
 		{"empty customer", "p", "", "s", "o", 1, 1},

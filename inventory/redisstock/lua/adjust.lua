@@ -1,10 +1,15 @@
 -- Add a delta to one reserved counter, never below zero (reconciliation).
+-- A delta is not idempotent by itself, and go-redis retries a script whose
+-- reply was lost: the caller's one-time token makes a repeat a no-op.
 --
--- KEYS: 1 ready, 2 reserved
--- ARGV: 1 sku, 2 delta
--- Returns {'ok', reserved} | {'notready'}
+-- KEYS: 1 ready, 2 reserved, 3 token key (in the node's slot)
+-- ARGV: 1 sku, 2 delta, 3 token TTL in ms
+-- Returns {'ok', reserved} | {'dup'} | {'notready'}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'notready'}
+end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) == false then
+  return {'dup'}
 end
 local r = redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
 if r < 0 then

@@ -2,8 +2,14 @@
 --
 -- KEYS: 1 ready, 2 onhand, 3 reserved, 4 holds, 5 deadlines, 6 closed marker of this hold
 -- ARGV: 1 hold id, 2 new state ('released' | 'committed' | 'expired'),
---       3 how long to remember the closed id, in ms, 4 now in ms (for 'expired')
--- Returns {'ok', units} | {'notready'} | {'closed', state} | {'unknown'} | {'notdue'}
+--       3 how long to remember the closed id, in ms, 4 now in ms (for 'expired'),
+--       5 the caller's one-time token
+-- Returns {'ok', units} | {'notready'} | {'closed', marker} | {'unknown'} | {'notdue'}
+--
+-- The closed marker is "<state> <token> <units>". go-redis retries a script
+-- whose reply was lost; the retry carries the same token and gets the first
+-- answer again, so the caller that closed the hold learns it (the sweeper
+-- then reports the expired id) instead of reading "already closed".
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'notready'}
 end
@@ -11,6 +17,10 @@ local rec = redis.call('HGET', KEYS[4], ARGV[1])
 if not rec then
   local st = redis.call('GET', KEYS[6])
   if st then
+    local state, token, units = string.match(st, '^(%S+) (%S+) (%d+)$')
+    if state == ARGV[2] and token == ARGV[5] then
+      return {'ok', tonumber(units)}
+    end
     return {'closed', st}
   end
   return {'unknown'}
@@ -40,5 +50,5 @@ for _, l in ipairs(h.l) do
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[6], ARGV[2] .. ' ' .. ARGV[5] .. ' ' .. string.format('%d', units), 'PX', ARGV[3])
 return {'ok', units}

@@ -2,7 +2,7 @@
 --
 -- KEYS: 1 ready, 2 holds, 3 deadlines, 4 closed marker of this hold
 -- ARGV: 1 hold id
--- Returns {'ok'} | {'notready'} | {'closed', state} | {'unknown'}
+-- Returns {'ok'} | {'notready'} | {'closed', marker} | {'unknown'}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'notready'}
 end

@@ -5,7 +5,7 @@
 -- ARGV: 1 hold id, 2 deadline in ms (0 = none), 3 hold record (JSON),
 --       4 force ('1': skip the stock check, for the reconciliation's re-add),
 --       5.. sku, qty pairs (merged, at most MaxLines)
--- Returns {'ok'} | {'notready'} | {'dup', record} | {'closed', state} | {'short', sku, have}
+-- Returns {'ok'} | {'notready'} | {'dup', record} | {'closed', marker} | {'short', sku, have}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'notready'}
 end

@@ -2,8 +2,19 @@
 -- The staging keys were filled in bounded chunks; this script only renames,
 -- so the node changes atomically without one long script.
 --
--- KEYS: 1 ready, 2..6 live (onhand, reserved, safety, holds, deadlines), 7..11 the staged ones, same order
+-- KEYS: 1 ready, 2..6 live (onhand, reserved, safety, holds, deadlines),
+--       7..11 the staged ones, same order, 12 the staging marker, 13 the done marker
+-- ARGV: 1 TTL of the done marker in ms
 -- Returns {'ok'} | {'ready'} (refused: a ready node takes writes, fence it first)
+--       | {'gone'} (no staging: it expired, or another call swapped it)
+if redis.call('EXISTS', KEYS[13]) == 1 then
+  -- go-redis retried this script after a lost reply: it already ran. Without
+  -- this check the retry would find no staged keys and empty the node.
+  return {'ok'}
+end
+if redis.call('EXISTS', KEYS[12]) == 0 then
+  return {'gone'}
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'ready'}
 end
@@ -15,4 +26,6 @@ for i = 2, 6 do
     redis.call('DEL', KEYS[i])
   end
 end
+redis.call('DEL', KEYS[12])
+redis.call('SET', KEYS[13], '1', 'PX', ARGV[1])
 return {'ok'}
