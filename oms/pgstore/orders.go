@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -146,15 +147,38 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 			return nil
 		}
 
-		orderRows := make([][]any, 0, len(live))
+		// Fixed-shape statements over arrays (unnest): one prepared
+		// statement serves every batch size, where a multi-row VALUES list
+		// would be a new statement (parse, plan, cache entry) per size.
+		var (
+			oID, oChan, oExt, oStatus, oPay, oDoc []string
+			oUntil                                []*time.Time
+			oHash                                 [][]byte
+			oVer                                  []int32
+			oCreated, oUpdated                    []time.Time
+		)
 		for _, i := range live {
 			o := batch[i].Order
-			orderRows = append(orderRows, []any{o.ID, o.Channel, o.ExternalID, o.Status, o.PaymentStatus, o.ReservedUntil,
-				batch[i].RequestHash, docs[i], o.Version, o.CreatedAt, o.UpdatedAt})
+			oID = append(oID, o.ID)
+			oChan = append(oChan, o.Channel)
+			oExt = append(oExt, o.ExternalID)
+			oStatus = append(oStatus, o.Status)
+			oPay = append(oPay, o.PaymentStatus)
+			oUntil = append(oUntil, o.ReservedUntil)
+			oHash = append(oHash, batch[i].RequestHash)
+			oDoc = append(oDoc, string(docs[i]))
+			oVer = append(oVer, int32(o.Version))
+			oCreated = append(oCreated, o.CreatedAt)
+			oUpdated = append(oUpdated, o.UpdatedAt)
 		}
-		q, args := rowsSQL("orders", []string{"id", "channel_id", "external_id", "status", "payment_status", "reserved_until",
-			"request_hash", "doc", "version", "created_at", "updated_at"}, orderRows, "ON CONFLICT DO NOTHING RETURNING id::text")
-		rows, err := tx.Query(ctx, q, args...)
+		rows, err := tx.Query(ctx, `INSERT INTO orders (id, channel_id, external_id, status, payment_status, reserved_until,
+				request_hash, doc, version, created_at, updated_at)
+			SELECT u.id, u.ch, u.ext, u.st, u.pay, u.until, u.hash, u.doc::jsonb, u.ver, u.created, u.updated
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[],
+				$8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[])
+				AS u(id, ch, ext, st, pay, until, hash, doc, ver, created, updated)
+			ON CONFLICT DO NOTHING RETURNING id::text`,
+			oID, oChan, oExt, oStatus, oPay, oUntil, oHash, oDoc, oVer, oCreated, oUpdated)
 		if err != nil {
 			return fmt.Errorf("pgstore: insert orders: %w", err)
 		}
@@ -172,7 +196,19 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 			return fmt.Errorf("pgstore: insert orders: %w", err)
 		}
 
-		var lineRows, shipRows, shipLineRows, outRows [][]any
+		var (
+			lOrder, lSKU                       []string
+			lNo                                []int32
+			lQty, lPrice                       []int64
+			sID, sOrder, sNode, sStatus, sHold []string
+			sUntil                             []*time.Time
+			sCreated                           []time.Time
+			slShip, slSKU                      []string
+			slQty                              []int64
+			eID, eTopic, eKey, ePayload        []string
+			eSeq                               []int64
+			eAt                                []time.Time
+		)
 		for _, i := range live {
 			no := batch[i]
 			o := no.Order
@@ -182,37 +218,40 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 			}
 			no.Outcome = oms.OutcomeInserted
 			for n, l := range o.Lines {
-				lineRows = append(lineRows, []any{o.ID, n, l.SKU, l.Qty, l.UnitPrice})
+				lOrder, lNo, lSKU, lQty, lPrice = append(lOrder, o.ID), append(lNo, int32(n)), append(lSKU, l.SKU), append(lQty, l.Qty), append(lPrice, l.UnitPrice)
 			}
 			for _, sh := range o.Shipments {
-				var until any
-				if o.ReservedUntil != nil {
-					until = *o.ReservedUntil
-				}
-				shipRows = append(shipRows, []any{sh.ID, o.ID, sh.NodeID, sh.Status, sh.HoldID, until, o.CreatedAt, o.CreatedAt})
+				sID, sOrder, sNode, sStatus, sHold = append(sID, sh.ID), append(sOrder, o.ID), append(sNode, sh.NodeID), append(sStatus, sh.Status), append(sHold, sh.HoldID)
+				sUntil, sCreated = append(sUntil, o.ReservedUntil), append(sCreated, o.CreatedAt)
 				for _, l := range sh.Lines {
-					shipLineRows = append(shipLineRows, []any{sh.ID, l.SKU, l.Qty})
+					slShip, slSKU, slQty = append(slShip, sh.ID), append(slSKU, l.SKU), append(slQty, l.Qty)
 				}
 			}
 			for _, e := range no.Events {
-				outRows = append(outRows, []any{e.ID, e.Topic, e.Key, e.Seq, e.Payload, e.At})
+				eID, eTopic, eKey, eSeq, ePayload, eAt = append(eID, e.ID), append(eTopic, e.Topic), append(eKey, e.Key), append(eSeq, e.Seq), append(ePayload, string(e.Payload)), append(eAt, e.At)
 			}
 		}
 		b := &pgx.Batch{}
-		queue := func(table string, cols []string, rows [][]any) {
-			// Keep each statement under PostgreSQL's 65535 parameters.
-			per := 60000 / len(cols)
-			for len(rows) > 0 {
-				n := min(per, len(rows))
-				q, args := rowsSQL(table, cols, rows[:n], "")
-				b.Queue(q, args...)
-				rows = rows[n:]
-			}
+		if len(lOrder) > 0 {
+			b.Queue(`INSERT INTO order_lines (order_id, line_no, sku, qty, unit_price)
+				SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::bigint[])`, lOrder, lNo, lSKU, lQty, lPrice)
 		}
-		queue("order_lines", []string{"order_id", "line_no", "sku", "qty", "unit_price"}, lineRows)
-		queue("shipments", []string{"id", "order_id", "node_id", "status", "hold_id", "reserved_until", "created_at", "updated_at"}, shipRows)
-		queue("shipment_lines", []string{"shipment_id", "sku", "qty"}, shipLineRows)
-		queue("outbox", []string{"id", "topic", "msg_key", "seq", "payload", "created_at"}, outRows)
+		if len(sID) > 0 {
+			b.Queue(`INSERT INTO shipments (id, order_id, node_id, status, hold_id, reserved_until, created_at, updated_at)
+				SELECT u.id, u.o, u.n, u.s, u.h, u.until, u.c, u.c
+				FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+					AS u(id, o, n, s, h, until, c)`, sID, sOrder, sNode, sStatus, sHold, sUntil, sCreated)
+		}
+		if len(slShip) > 0 {
+			b.Queue(`INSERT INTO shipment_lines (shipment_id, sku, qty)
+				SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])`, slShip, slSKU, slQty)
+		}
+		if len(eID) > 0 {
+			b.Queue(`INSERT INTO outbox (id, topic, msg_key, seq, payload, created_at)
+				SELECT u.id, u.t, u.k, u.s, u.p::jsonb, u.a
+				FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[]) AS u(id, t, k, s, p, a)`,
+				eID, eTopic, eKey, eSeq, ePayload, eAt)
+		}
 		if b.Len() == 0 {
 			return nil
 		}
