@@ -344,18 +344,29 @@ func (c *Client) Inventory(ctx context.Context, sku string) (SKUInventory, error
 	return inv, err
 }
 
-// OrderView is the part of an order the load test reads back.
+// OrderView is the part of an order the load test reads back. It decodes
+// leniently: only these fields are read, and a reserved_until that is
+// null, empty or not RFC 3339 is left zero rather than failing the order.
 type OrderView struct {
-	ID            string    `json:"id"`
-	ExternalID    string    `json:"external_id"`
-	Channel       string    `json:"channel"`
-	Status        string    `json:"status"`
-	PaymentStatus string    `json:"payment_status"`
-	ReservedUntil time.Time `json:"reserved_until"`
-	Lines         []struct {
-		SKU string `json:"sku"`
-		Qty int64  `json:"qty"`
-	} `json:"lines"`
+	ID            string      `json:"id"`
+	ExternalID    string      `json:"external_id"`
+	Channel       string      `json:"channel"`
+	Status        string      `json:"status"`
+	PaymentStatus string      `json:"payment_status"`
+	ReservedUntil lenientTime `json:"reserved_until"`
+}
+
+// lenientTime is a time.Time that decodes anything without error.
+type lenientTime struct{ time.Time }
+
+func (t *lenientTime) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if v, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			t.Time = v
+		}
+	}
+	return nil
 }
 
 // ErrNotFound is returned by Order for a 404.

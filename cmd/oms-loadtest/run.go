@@ -265,4 +265,3 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	return nil
 }
-

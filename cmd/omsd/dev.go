@@ -25,6 +25,12 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	httpAddr := fs.String("http.addr", "127.0.0.1:0", "listen address of omsd")
 	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
 	logLevel := fs.String("log.level", "info", "log level of omsd")
+	var dc demoConfig
+	fs.Float64Var(&dc.Rate, "demo.rate", 1000, "peak offered rate of the demo's flash sale, orders/s")
+	fs.DurationVar(&dc.Duration, "demo.duration", 40*time.Second, "length of the demo's flash sale")
+	fs.IntVar(&dc.SKUs, "demo.skus", 300, "catalogue size of the demo")
+	fs.IntVar(&dc.Nodes, "demo.nodes", 12, "nodes of the demo")
+	fs.Int64Var(&dc.Stock, "demo.stock", 40, "units per warehouse and SKU in the demo (small, so hot SKUs sell out)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,7 +94,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		time.Since(start).Round(time.Millisecond), env, envPath)
 
 	if *demo {
-		err := runDemo(runCtx, apiURL, cfg.AdminKey, stack.Brokers(), *stateDir, stdout)
+		err := runDemo(runCtx, apiURL, cfg.AdminKey, stack.Brokers(), *stateDir, dc, stdout)
 		cancel()
 		if rerr := <-errc; rerr != nil && err == nil {
 			err = rerr

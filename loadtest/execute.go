@@ -1,0 +1,115 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Options is a whole load test: the run, then the audit.
+type Options struct {
+	Target Target
+	Seed   *SeedFile
+	Run    RunConfig
+	Client ClientConfig
+	Audit  AuditConfig
+	// Settle is the pause between the last answer and the audit, for the
+	// asynchronous parts (outbox relay, warehouse events) to catch up.
+	// Default 2s.
+	Settle time.Duration
+	// Log, if not nil, gets a line per phase.
+	Log io.Writer
+}
+
+// Execute snapshots the stock of the seeded SKUs, runs the load, waits
+// Settle, gathers the audit data and audits it. The report is returned
+// even when the audit could not run (Report.AuditError). An error means
+// the load could not start.
+func Execute(ctx context.Context, o Options) (*Report, error) {
+	if err := o.Target.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Settle <= 0 {
+		o.Settle = 2 * time.Second
+	}
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "oms-loadtest: "+format+"\n", a...)
+		}
+	}
+	c := NewClient(o.Target, o.Client)
+	defer c.Close()
+	ac := o.Client
+	ac.Retries = max(ac.Retries, 3)
+	auditClient := NewClient(o.Target, ac)
+	defer auditClient.Close()
+
+	if o.Seed.APIURL != "" && o.Seed.APIURL != strings.TrimRight(o.Target.APIURL, "/") {
+		logf("note: the seed file was made for %s, the target is %s", o.Seed.APIURL, o.Target.APIURL)
+	}
+	if err := preflight(ctx, auditClient, o.Seed); err != nil {
+		return nil, err
+	}
+	logf("snapshot of %d SKUs before the load", len(o.Seed.SKUs))
+	var notes []string
+	initial, err := Snapshot(ctx, auditClient, o.Seed.SKUs, o.Audit.Concurrency)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		logf("snapshot failed (%v): the audit uses the seeded stock", err)
+		notes = append(notes, "initial stock from the seed file (snapshot failed: "+err.Error()+")")
+		initial = InitialStock(o.Seed)
+	}
+
+	logf("run: %s at %.0f/s for %s", o.Run.Profile, o.Run.Rate, o.Run.Duration)
+	res, err := Run(ctx, c, o.Seed, o.Run)
+	if err != nil {
+		return nil, err
+	}
+	rep := NewReport(res, o.Target.APIURL)
+	if res.Interrupted || ctx.Err() != nil {
+		rep.AuditError = "interrupted before the end of the schedule: not audited"
+		return rep, nil
+	}
+
+	logf("settle %s, then audit %d accepted orders", o.Settle, len(res.Accepted))
+	t := time.NewTimer(o.Settle)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		rep.AuditError = "interrupted while settling: not audited"
+		return rep, nil
+	case <-t.C:
+	}
+	o.Audit.Brokers = o.Target.Brokers
+	in, st, err := Gather(ctx, auditClient, o.Seed, res.Accepted, res.Unknown, initial, o.Audit)
+	rep.Recovered, rep.Unresolved = st.Recovered, st.Unresolved
+	if err != nil {
+		rep.AuditError = err.Error()
+		return rep, nil
+	}
+	a := Audit(in)
+	a.Notes = append(notes, a.Notes...)
+	rep.Audit = &a
+	return rep, nil
+}
+
+// preflight checks that the server accepts every channel key of the seed
+// file (a stack restarted since the seed has new keys), by reading an
+// order that does not exist: 404 is the healthy answer, 401/403 is not.
+func preflight(ctx context.Context, c *Client, s *SeedFile) error {
+	for _, ch := range s.Channels {
+		r, err := c.Do(ctx, http.MethodGet, "/v1/orders/loadtest-preflight", ch.APIKey, "", nil)
+		if err != nil {
+			return fmt.Errorf("loadtest: preflight: %w", err)
+		}
+		if r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden {
+			return fmt.Errorf("loadtest: preflight: the API refuses channel %q's key (%d): the seed file is for another stack; run seed again", ch.ID, r.Status)
+		}
+	}
+	return nil
+}
