@@ -12,6 +12,25 @@ var transitions = map[string][]string{
 	StatusExpired:          {},
 }
 
+// shipmentTransitions is the shipment state machine, next to the order's.
+//
+//   - pending: reserved, not released to the warehouse (order unpaid or on
+//     hold); payment or hold release requests it, cancel or expiry cancels it.
+//   - requested/acknowledged: at the warehouse; it ships, rejects (short
+//     pick: the lines are sourced again elsewhere) or is asked to cancel.
+//   - cancel_requested: the warehouse either cancels it, ships it anyway
+//     (shipped), or refuses the cancel before shipping (acknowledged).
+//   - shipped, cancelled, rejected: final.
+var shipmentTransitions = map[string][]string{
+	ShipPending:         {ShipRequested, ShipCancelled},
+	ShipRequested:       {ShipAcknowledged, ShipShipped, ShipRejected, ShipCancelRequested},
+	ShipAcknowledged:    {ShipShipped, ShipRejected, ShipCancelRequested},
+	ShipCancelRequested: {ShipCancelled, ShipShipped, ShipAcknowledged},
+	ShipShipped:         {},
+	ShipCancelled:       {},
+	ShipRejected:        {},
+}
+
 // CanTransition reports whether an order may move from one status to
 // another.
 func CanTransition(from, to string) bool {
@@ -30,5 +49,26 @@ func Transition(o *Order, to string) error {
 		return Errorf(KindConflict, "invalid-transition", "an order cannot go from %s to %s", o.Status, to)
 	}
 	o.Status = to
+	return nil
+}
+
+// CanTransitionShipment reports whether a shipment may move from one
+// status to another.
+func CanTransitionShipment(from, to string) bool {
+	for _, s := range shipmentTransitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// TransitionShipment moves s to status to, or returns a KindConflict error
+// naming the illegal move.
+func TransitionShipment(s *Shipment, to string) error {
+	if !CanTransitionShipment(s.Status, to) {
+		return Errorf(KindConflict, "invalid-transition", "shipment %s cannot go from %s to %s", s.ID, s.Status, to)
+	}
+	s.Status = to
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -113,6 +115,21 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err erro
 func (a *app) run(ctx context.Context, ready func(url string)) error {
 	if err := a.http.Listen(); err != nil {
 		return err
+	}
+	if a.cfg.DebugAddr != "" {
+		// Profiling on its own listener, never on the public API.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		dbg := &http.Server{Addr: a.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Warn("debug listener", "err", err)
+			}
+		}()
+		defer dbg.Close()
 	}
 	if ready != nil {
 		ready(a.http.URL())

@@ -23,6 +23,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", ".oms-dev", "directory for the services' data and stack.env")
 	httpAddr := fs.String("http.addr", "127.0.0.1:0", "listen address of omsd")
+	debugAddr := fs.String("debug.addr", "", "listen address of net/http/pprof (off when empty)")
 	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
 	logLevel := fs.String("log.level", "info", "log level of omsd")
 	var dc demoConfig
@@ -61,6 +62,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	cfs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg.flagSet(cfs, func(string) string { return "" })
 	cfg.HTTPAddr = *httpAddr
+	cfg.DebugAddr = *debugAddr
 	cfg.DatabaseURL = stack.DatabaseURL()
 	cfg.RedisURL = stack.RedisURL()
 	cfg.Brokers = strings.Join(stack.Brokers(), ",")
