@@ -124,3 +124,21 @@ func TestRedisClusterReachesStateOK(t *testing.T) {
 		}
 	}
 }
+
+func TestRelativeStateDirWorks(t *testing.T) {
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Start(ctx, Config{StateDir: ".oms-dev"})
+	if err != nil {
+		unavailable(t, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -50,6 +50,11 @@ func startRedis(ctx context.Context, dir string, log *slog.Logger, cluster bool,
 	if err != nil {
 		return nil, err
 	}
+	// redis-server changes into --dir before it opens --logfile: both must
+	// be absolute, or a relative state dir (.oms-dev) breaks the start.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
