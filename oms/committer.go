@@ -17,6 +17,9 @@ type NewOrder struct {
 	RequestHash []byte
 	IdemKey     string // optional Idempotency-Key
 	Events      []OutboxEvent
+	// Doc is Order encoded as JSON (the stored document); empty: the store
+	// encodes it.
+	Doc []byte
 
 	// Set by the store.
 	Outcome CommitOutcome

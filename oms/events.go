@@ -75,8 +75,21 @@ type WMSEvent struct {
 
 // orderEvent builds the oms.orders event of the order's current version.
 func orderEvent(typ string, o *Order, now time.Time) OutboxEvent {
+	doc, _ := json.Marshal(o)
+	return orderEventDoc(typ, o, doc, now)
+}
+
+// orderEventDoc is orderEvent with the order already encoded (intake
+// encodes a new order once for the row, the event and the answer).
+func orderEventDoc(typ string, o *Order, doc []byte, now time.Time) OutboxEvent {
 	id := EventID(o.ID, typ, itoa64(int64(o.Version)))
-	b, _ := json.Marshal(OrderEvent{EventID: id, Type: typ, OrderID: o.ID, Order: o, OccurredAt: now})
+	b, _ := json.Marshal(struct {
+		EventID    string          `json:"event_id"`
+		Type       string          `json:"type"`
+		OrderID    string          `json:"order_id"`
+		Order      json.RawMessage `json:"order"`
+		OccurredAt time.Time       `json:"occurred_at"`
+	}{id, typ, o.ID, doc, now})
 	return OutboxEvent{ID: id, Topic: TopicOrders, Key: o.ID, Seq: int64(o.Version), Payload: b, At: now}
 }
 

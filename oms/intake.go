@@ -2,6 +2,7 @@ package oms
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -341,13 +342,20 @@ func (in *Intake) take(ctx context.Context, channel, idemKey, id string, hash []
 		in.holds.WithLabelValues(r).Inc()
 	}
 
-	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Events: creationEvents(o, now)}
+	doc, err := json.Marshal(o)
+	if err != nil {
+		in.releaseAll(ctx, o.Shipments)
+		giveBack()
+		return nil, false, err
+	}
+	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, now)}
 	err = in.committer.Commit(ctx, no)
 	if err != nil {
 		return in.resolve(ctx, no, hash, err, giveBack)
 	}
 	switch no.Outcome {
 	case OutcomeInserted:
+		o.encoded = doc
 		return o, true, nil
 	case OutcomeIdemTaken:
 		in.releaseAll(ctx, o.Shipments)
@@ -543,8 +551,8 @@ func toSourcingOrder(o *Order, req *OrderRequest) *sourcing.Order {
 
 // creationEvents are the outbox rows of a new order: order.created, and
 // shipment.requested for each shipment of an order released at once.
-func creationEvents(o *Order, now time.Time) []OutboxEvent {
-	evs := []OutboxEvent{orderEvent("order.created", o, now)}
+func creationEvents(o *Order, doc []byte, now time.Time) []OutboxEvent {
+	evs := []OutboxEvent{orderEventDoc("order.created", o, doc, now)}
 	if o.Status == StatusReleased {
 		for i := range o.Shipments {
 			evs = append(evs, shipmentEvent("shipment.requested", o, &o.Shipments[i], now))

@@ -150,7 +150,15 @@ type Order struct {
 	Version      int       `json:"version"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+
+	// encoded is the JSON of this order as stored, when intake has it.
+	encoded []byte
 }
+
+// Encoded returns the order's JSON as stored when it is at hand (a new
+// order), nil otherwise: the API answers with it instead of encoding the
+// order a third time.
+func (o *Order) Encoded() []byte { return o.encoded }
 
 // orderNamespace is the UUIDv5 namespace of order ids.
 var orderNamespace = uuid.MustParse("6f1c2a9e-3b7d-5c41-9e0a-8d2f4b6a1c3e")

@@ -139,6 +139,10 @@ func (h *orderHandlers) submit(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/orders/"+res.Order.ID)
 	}
+	if b := res.Order.Encoded(); b != nil {
+		writeRaw(w, status, b)
+		return
+	}
 	writeJSON(w, status, res.Order)
 }
 

@@ -54,6 +54,10 @@ func rowsSQL(table string, cols []string, rows [][]any, suffix string) (string, 
 func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 	docs := make([][]byte, len(batch))
 	for i, no := range batch {
+		if no.Doc != nil {
+			docs[i] = no.Doc
+			continue
+		}
 		d, err := json.Marshal(no.Order)
 		if err != nil {
 			return fmt.Errorf("pgstore: encode order: %w", err)
