@@ -683,8 +683,8 @@ const MaxCancelReason = 500
 // flagged cancel_failed_return_needed. Cancelling a cancelled (or
 // cancel_requested) order returns it unchanged.
 // Errors: KindNotFound (no such order, or another channel's), KindInvalid
-// (reason too long), KindConflict already-shipped (every shipment shipped)
-// or order-expired.
+// (reason too long), KindConflict already-shipped (every shipment shipped,
+// or a warehouse refused an earlier cancel of the order) or order-expired.
 func (f *FulfillmentService) Cancel(ctx context.Context, channel, id, reason string) (*Order, error) {
 	if err := validOrderID(id); err != nil {
 		return nil, err
@@ -705,6 +705,12 @@ func (f *FulfillmentService) Cancel(ctx context.Context, channel, id, reason str
 			return nil, Errorf(KindConflict, "order-expired", "the order expired unpaid; there is nothing to cancel")
 		case StatusShipped:
 			return nil, Errorf(KindConflict, "already-shipped", "every shipment of the order has shipped; too late to cancel")
+		}
+		if slices.Contains(o.Flags, FlagCancelFailed) {
+			// A warehouse refused an earlier cancel: the goods are on their
+			// way, and the cancel request of a shipment is one event (its id
+			// is derived from the shipment), never sent twice.
+			return nil, Errorf(KindConflict, "already-shipped", "an earlier cancel was refused by the warehouse; the order ships and needs a return")
 		}
 		now := f.Now().UTC()
 		o.Version++

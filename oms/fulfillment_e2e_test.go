@@ -737,3 +737,78 @@ func TestExactlyOnceInEffectUnderInjectedFailures(t *testing.T) {
 		t.Errorf("got %d processed warehouse events, want %d (acknowledged and shipped per shipment)", processed, 2*orders)
 	}
 }
+
+// TestExpiryOnSeveralInstancesWithTheSweeperReleasesEachHoldOnce runs the
+// expiry of two omsd instances and the Redis sweeper (the backstop) at
+// once over the same unpaid orders: each order expires once, with one
+// order.expired event, and each hold is released once (a paid order's
+// hold next to them keeps its units reserved exactly).
+func TestExpiryOnSeveralInstancesWithTheSweeperReleasesEachHoldOnce(t *testing.T) {
+	p := newPipeline(t, time.Minute)
+	p.node("N1", 10)
+	p.setStock("N1", "SKU-E", 1000)
+	paid := p.submit("SKU-E", 5, oms.PaymentPaid)
+	const n = 30
+	for range n {
+		p.submit("SKU-E", 2, oms.PaymentPending)
+	}
+	p.wantStock("N1", "SKU-E", 1000, 5+2*n)
+
+	second := oms.NewFulfillmentService(oms.FulfillmentConfig{ExpiryBatch: 7}, p.store, p.stock, nil, nil, nil)
+	late := time.Now().Add(time.Hour) // past the payment deadline and the Redis grace
+	var expired atomic.Int64
+	var swept atomic.Int64
+	var wg sync.WaitGroup
+	for _, f := range []*oms.FulfillmentService{p.f, second} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k, err := f.ExpireDue(p.ctx, late, 5)
+				if err != nil {
+					t.Errorf("expire: %v", err)
+					return
+				}
+				expired.Add(int64(k))
+				if k == 0 {
+					ids, err := p.store.DueForExpiry(p.ctx, late, 1)
+					if err != nil || len(ids) == 0 {
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 10 { // a slow backstop: it takes part of the holds only
+			ids, err := p.stock.SweepExpired(p.ctx, late, 1)
+			if err != nil {
+				t.Errorf("sweep: %v", err)
+				return
+			}
+			swept.Add(int64(len(ids)))
+		}
+	}()
+	wg.Wait()
+	if expired.Load() != n {
+		t.Errorf("got %d orders expired, want %d", expired.Load(), n)
+	}
+	var events int
+	if err := p.store.Pool().QueryRow(p.ctx, `SELECT count(*) FROM outbox WHERE payload->>'type' = 'order.expired'`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events != n {
+		t.Errorf("got %d order.expired events, want %d", events, n)
+	}
+	// Every unpaid hold released once, by the expiry or by the sweeper;
+	// the paid order's 5 units stay reserved.
+	p.wantStock("N1", "SKU-E", 1000, 5)
+	if o := p.order(paid.ID); o.Status != oms.StatusReleased {
+		t.Errorf("the paid order is %s, want released", o.Status)
+	}
+	if swept.Load() == 0 || swept.Load() == n {
+		t.Logf("the sweeper released %d of %d holds: the race was one-sided this time", swept.Load(), n)
+	}
+}

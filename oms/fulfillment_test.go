@@ -460,6 +460,9 @@ func TestCancelRefusedIsFlaggedNotCancelled(t *testing.T) {
 			if tp := fx.store.types(mark); !slices.Contains(tp, "order.cancel_failed") || slices.Contains(tp, "order.cancelled") {
 				t.Errorf("got events %v, want order.cancel_failed and no order.cancelled", tp)
 			}
+			// A second cancel cannot be sent to the warehouse again.
+			_, err := fx.f.Cancel(context.Background(), "web", o.ID, "again")
+			wantSlug(t, err, "already-shipped")
 			if tc.tracking == "" {
 				got = fx.mustWMS(WMSShipped, o.Shipments[0].ID, "TRK-2")
 				if got.Status != StatusShipped {

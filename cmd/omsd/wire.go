@@ -81,6 +81,9 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	})
 	admin := oms.NewAdmin(a.store, stock, nodeLoader{a.store, stock}, catalog, a.log)
 	a.http.Register(httpapi.OrderRoutes(orderService{intake, a.store}, admin, httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
+	if err := a.wirePipeline(ctx, brokers, stock, catalog); err != nil {
+		return err
+	}
 
 	a.workers["catalog: refresh"] = func(ctx context.Context) error { return catalog.Run(ctx, time.Second) }
 	a.workers["inventory: reconcile"] = func(ctx context.Context) error { return rec.Run(ctx) }

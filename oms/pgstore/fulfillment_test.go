@@ -32,7 +32,7 @@ func storeOrder(t *testing.T, s *Store, node, sku string, qty int64) *oms.Order 
 	o := &oms.Order{ID: uuid.NewString(), ExternalID: uuid.NewString(), Channel: "web", Status: oms.StatusReleased,
 		PaymentStatus: oms.PaymentPaid, Lines: []oms.Line{{SKU: sku, Qty: qty, UnitPrice: 1}}, Currency: "CNY",
 		Shipments: []oms.Shipment{{ID: sid, NodeID: node, Status: oms.ShipRequested, Lines: []oms.ShipLine{{SKU: sku, Qty: qty}}, HoldID: sid}},
-		Version: 1, CreatedAt: now, UpdatedAt: now}
+		Version:   1, CreatedAt: now, UpdatedAt: now}
 	no := &oms.NewOrder{Order: o, RequestHash: []byte{1}}
 	if err := s.CommitOrders(context.Background(), []*oms.NewOrder{no}); err != nil || no.Outcome != oms.OutcomeInserted {
 		t.Fatalf("commit order: %v (outcome %v)", err, no.Outcome)

@@ -25,6 +25,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +116,7 @@ func New(cfg Config, app Applier) (*Consumer, error) {
 	c.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "omsd_consumer_lag_messages", Help: "Messages behind the end of the topic, as the consumer last saw it.",
 	}, []string{"topic"})
+	c.lag.WithLabelValues(cfg.Topic).Set(0) // exported from the start
 	if cfg.Registerer != nil {
 		for _, col := range []prometheus.Collector{c.events, c.lag} {
 			if err := cfg.Registerer.Register(col); err != nil {
@@ -181,6 +183,7 @@ func (c *Consumer) session(parent context.Context) error {
 		slots    = make(chan struct{}, c.cfg.MaxInFlight)
 		doneC    = make(chan *pending, c.cfg.MaxInFlight)
 		wg       sync.WaitGroup
+		stopped  atomic.Bool // the AfterApply hook "crashed" the consumer
 	)
 	work := make([]chan *pending, c.cfg.Workers)
 	for i := range work {
@@ -190,51 +193,51 @@ func (c *Consumer) session(parent context.Context) error {
 			defer wg.Done()
 			for p := range in {
 				if err := c.handle(ctx, p.m); err != nil {
+					var stop errStop
+					if errors.As(err, &stop) {
+						stopped.Store(true)
+					}
 					cancel(err)
-					continue // drain; nothing more is committed
+					continue // drain; this message stays uncommitted
 				}
-				if ctx.Err() != nil {
-					continue
-				}
-				select {
-				case doneC <- p:
-				case <-ctx.Done():
-				}
+				doneC <- p
 			}
 		}(work[i])
 	}
 
-	// The committer commits, per partition, the longest applied prefix.
-	commitErr := make(chan error, 1)
+	// The committer commits, per partition, the longest applied prefix. It
+	// runs until every worker has finished, so that a graceful stop
+	// commits everything applied (fewer redeliveries after a rebalance);
+	// after a "crash" (the AfterApply hook) it commits nothing more.
+	commitDone := make(chan struct{})
 	go func() {
-		var err error
-		defer func() { commitErr <- err }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case p := <-doneC:
-				mu.Lock()
-				p.done = true
-				q := inflight[p.m.Partition]
-				var last *pending
-				n := 0
-				for n < len(q) && q[n].done {
-					last = q[n]
-					n++
-				}
-				inflight[p.m.Partition] = q[n:]
-				mu.Unlock()
-				if last == nil {
-					continue
-				}
-				if err = r.CommitMessages(ctx, last.m); err != nil {
-					cancel(fmt.Errorf("wmsevents: commit: %w", err))
-					return
-				}
-				for range n {
-					<-slots
-				}
+		defer close(commitDone)
+		failed := false
+		for p := range doneC {
+			mu.Lock()
+			p.done = true
+			q := inflight[p.m.Partition]
+			var last *pending
+			n := 0
+			for n < len(q) && q[n].done {
+				last = q[n]
+				n++
+			}
+			inflight[p.m.Partition] = q[n:]
+			mu.Unlock()
+			if last == nil || failed || stopped.Load() {
+				continue
+			}
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			err := r.CommitMessages(cctx, last.m)
+			ccancel()
+			if err != nil {
+				failed = true
+				cancel(fmt.Errorf("wmsevents: commit: %w", err))
+				continue
+			}
+			for range n {
+				<-slots
 			}
 		}
 	}()
@@ -285,8 +288,9 @@ func (c *Consumer) session(parent context.Context) error {
 		close(w)
 	}
 	wg.Wait()
+	close(doneC)
+	<-commitDone
 	cancel(nil)
-	<-commitErr
 	if parent.Err() != nil {
 		return nil
 	}
