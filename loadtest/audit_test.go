@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -187,5 +188,19 @@ func TestAuditCapsFindings(t *testing.T) {
 	got := Audit(in)
 	if got.MissingOrders != MaxFindings+5 || len(got.Findings) != MaxFindings || got.FindingsTruncated != 5 {
 		t.Errorf("got %d missing, %d findings, %d truncated; want %d, %d, 5", got.MissingOrders, len(got.Findings), got.FindingsTruncated, MaxFindings+5, MaxFindings)
+	}
+}
+
+func TestHeldLinesSkipRejectedAndCancelledShipments(t *testing.T) {
+	var v OrderView
+	if err := json.Unmarshal([]byte(`{"id":"o","status":"released","shipments":[
+		{"status":"rejected","lines":[{"sku":"A","qty":2}]},
+		{"status":"requested","lines":[{"sku":"A","qty":2},{"sku":"B","qty":1}]},
+		{"status":"cancelled","lines":[{"sku":"B","qty":5}]}]}`), &v); err != nil {
+		t.Fatal(err)
+	}
+	got := v.HeldLines()
+	if len(got) != 2 || got[0] != (Line{"A", 2}) || got[1] != (Line{"B", 1}) {
+		t.Errorf("got %v, want the lines of the requested shipment only", got)
 	}
 }

@@ -354,6 +354,25 @@ type OrderView struct {
 	Status        string      `json:"status"`
 	PaymentStatus string      `json:"payment_status"`
 	ReservedUntil lenientTime `json:"reserved_until"`
+	Shipments     []struct {
+		Status string `json:"status"`
+		Lines  []Line `json:"lines"`
+	} `json:"shipments"`
+}
+
+// HeldLines are the units the OMS holds for the order: the lines of its
+// shipments that were neither rejected nor cancelled. A line the OMS
+// could not re-source after a short pick (backordered) is in no such
+// shipment and holds nothing.
+func (v OrderView) HeldLines() []Line {
+	var out []Line
+	for _, s := range v.Shipments {
+		if s.Status == "rejected" || s.Status == "cancelled" {
+			continue
+		}
+		out = append(out, s.Lines...)
+	}
+	return out
 }
 
 // lenientTime is a time.Time that decodes anything without error.

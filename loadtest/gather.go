@@ -180,6 +180,12 @@ func Gather(ctx context.Context, c *Client, seed *SeedFile, accepted []AcceptedO
 				if v.Status != "" {
 					o.Status = v.Status
 				}
+				// Audit what the OMS holds (its live shipments), not the
+				// order lines: a line backordered after a short pick holds
+				// no stock, and a re-sourced one is held elsewhere.
+				if len(v.Shipments) > 0 {
+					o.Lines = v.HeldLines()
+				}
 			}
 			return nil
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/omsd/omsd/deploy/localstack"
+	"github.com/omsd/omsd/oms/wmssim"
 )
 
 // cmdDev starts the local stack and omsd on it, writes DIR/stack.env once
@@ -26,6 +28,9 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	debugAddr := fs.String("debug.addr", "", "listen address of net/http/pprof (off when empty)")
 	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
 	logLevel := fs.String("log.level", "info", "log level of omsd")
+	withSim := fs.Bool("wms-sim", true, "run the warehouse simulator on the stack's broker")
+	shipAfter := fs.Duration("wms.ship-after", 2*time.Second, "simulated time from shipment request to shipment")
+	shortPick := fs.Float64("wms.short-pick-share", 0.02, "share of shipments the simulator short-picks (re-sourced by omsd)")
 	var dc demoConfig
 	fs.Float64Var(&dc.Rate, "demo.rate", 1000, "peak offered rate of the demo's flash sale, orders/s")
 	fs.DurationVar(&dc.Duration, "demo.duration", 40*time.Second, "length of the demo's flash sale")
@@ -86,6 +91,21 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	case err := <-errc:
 		return err
 	}
+	simDone := make(chan error, 1)
+	if *withSim {
+		go func() {
+			simDone <- wmssim.Run(runCtx, wmssim.Config{Brokers: stack.Brokers(), ShipAfter: *shipAfter, ShortPickShare: *shortPick, Logger: log})
+		}()
+		fmt.Fprintf(stdout, "omsd dev: warehouse simulator ships every request after %s (short-picks %.0f%%)\n", *shipAfter, *shortPick*100)
+	} else {
+		simDone <- nil
+	}
+	defer func() {
+		cancel()
+		if err := <-simDone; err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("warehouse simulator", "err", err)
+		}
+	}()
 	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_KAFKA_BROKERS=%s\n",
 		apiURL, cfg.AdminKey, cfg.DatabaseURL, cfg.RedisURL, cfg.Brokers)
 	if err := os.WriteFile(envPath, []byte(env), 0o600); err != nil {
