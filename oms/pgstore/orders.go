@@ -5,48 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/omsd/omsd/oms"
 )
-
-// rowsSQL builds "INSERT INTO table (cols) VALUES ($1,..),(..) suffix"
-// for a multi-row insert, a form PostgreSQL and CockroachDB both accept.
-func rowsSQL(table string, cols []string, rows [][]any, suffix string) (string, []any) {
-	var b strings.Builder
-	args := make([]any, 0, len(rows)*len(cols))
-	b.WriteString("INSERT INTO ")
-	b.WriteString(table)
-	b.WriteString(" (")
-	b.WriteString(strings.Join(cols, ", "))
-	b.WriteString(") VALUES ")
-	n := 1
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for j := range r {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			n++
-		}
-		b.WriteByte(')')
-		args = append(args, r...)
-	}
-	if suffix != "" {
-		b.WriteByte(' ')
-		b.WriteString(suffix)
-	}
-	return b.String(), args
-}
 
 // CommitOrders writes a batch of new orders in one transaction (see
 // oms.BatchStore). Within the batch, copies of one order id or of one
@@ -104,35 +68,47 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 			}
 		}
 		if len(keyRows) > 0 {
-			q, args := rowsSQL("idempotency_keys", []string{"channel_id", "key", "order_id", "request_hash", "created_at"}, keyRows,
-				"ON CONFLICT (channel_id, key) DO NOTHING")
-			if _, err := tx.Exec(ctx, q, args...); err != nil {
+			// Keys inserted now come back; a key that is not returned
+			// already existed and is looked up (rare: a retry or a misuse).
+			var kChan, kKey, kOrder []string
+			var kHash [][]byte
+			var kAt []time.Time
+			for _, r := range keyRows {
+				kChan, kKey, kOrder = append(kChan, r[0].(string)), append(kKey, r[1].(string)), append(kOrder, r[2].(string))
+				kHash, kAt = append(kHash, r[3].([]byte)), append(kAt, r[4].(time.Time))
+			}
+			rows, err := tx.Query(ctx, `INSERT INTO idempotency_keys (channel_id, key, order_id, request_hash, created_at)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[], $5::timestamptz[])
+				ON CONFLICT (channel_id, key) DO NOTHING RETURNING channel_id, key`, kChan, kKey, kOrder, kHash, kAt)
+			if err != nil {
 				return fmt.Errorf("pgstore: insert idempotency keys: %w", err)
 			}
-			// Read back every key of the batch: those owned by another
-			// order are conflicts.
-			var chans, keys []string
-			for _, r := range keyRows {
-				chans = append(chans, r[0].(string))
-				keys = append(keys, r[1].(string))
-			}
-			rows, err := tx.Query(ctx, `SELECT k.channel_id, k.key, k.order_id::text FROM idempotency_keys k
-				JOIN (SELECT unnest($1::text[]) AS c, unnest($2::text[]) AS k) q ON k.channel_id = q.c AND k.key = q.k`, chans, keys)
-			if err != nil {
-				return fmt.Errorf("pgstore: read idempotency keys: %w", err)
-			}
-			owner := map[string]string{}
+			fresh := map[string]bool{}
 			for rows.Next() {
-				var c, k, id string
-				if err := rows.Scan(&c, &k, &id); err != nil {
+				var c, k string
+				if err := rows.Scan(&c, &k); err != nil {
 					rows.Close()
 					return err
 				}
-				owner[c+"\x00"+k] = id
+				fresh[c+"\x00"+k] = true
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
-				return err
+				return fmt.Errorf("pgstore: insert idempotency keys: %w", err)
+			}
+			owner := map[string]string{}
+			for i := range kChan {
+				ck := kChan[i] + "\x00" + kKey[i]
+				if fresh[ck] {
+					owner[ck] = kOrder[i]
+					continue
+				}
+				var id string
+				if err := tx.QueryRow(ctx, `SELECT order_id::text FROM idempotency_keys WHERE channel_id = $1 AND key = $2`,
+					kChan[i], kKey[i]).Scan(&id); err != nil {
+					return fmt.Errorf("pgstore: read idempotency key: %w", err)
+				}
+				owner[ck] = id
 			}
 			kept := live[:0]
 			for _, i := range live {

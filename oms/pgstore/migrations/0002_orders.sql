@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at       TIMESTAMPTZ NULL,
     claimed_until TIMESTAMPTZ NULL
 );
-CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL;
+-- The relay's claim reads this index in (created_at, seq) order, so that
+-- ORDER BY ... LIMIT stops after LIMIT rows instead of sorting a backlog.
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (created_at, seq) WHERE sent_at IS NULL;
 
 -- Warehouse events already applied (deduplication by event id).
 CREATE TABLE IF NOT EXISTS processed_events (
