@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 //go:embed migrations/*.sql
@@ -60,9 +62,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	if _, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INT PRIMARY KEY,
 		name TEXT NOT NULL,
-		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil && !IsUniqueViolation(err) {
-		// A unique violation here is another instance creating the table
-		// at the same moment (PostgreSQL's IF NOT EXISTS is not atomic).
+		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil && !createdConcurrently(err) {
 		return nil, fmt.Errorf("pgstore: create schema_migrations: %w", err)
 	}
 	ms, err := Migrations()
@@ -91,7 +91,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 			return nil
 		})
 		if err != nil {
-			if IsUniqueViolation(err) {
+			if createdConcurrently(err) {
 				continue // another instance applied it at the same moment
 			}
 			return applied, err
@@ -101,4 +101,20 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		}
 	}
 	return applied, nil
+}
+
+// createdConcurrently reports the errors PostgreSQL raises when another
+// session creates the same table at the same moment (its IF NOT EXISTS is
+// not atomic): a unique violation on the catalog, or the type or table
+// already existing.
+func createdConcurrently(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "23505", "42710", "42P07":
+		return true
+	}
+	return false
 }

@@ -29,12 +29,21 @@ var claimTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 // yet), and events of one key reach Kafka in (created_at, seq) order even
 // with several relays.
 func (s *Store) ClaimOutbox(ctx context.Context, now, leaseUntil time.Time, limit int) ([]oms.OutboxEvent, error) {
+	return s.ClaimOutboxSince(ctx, time.Time{}, now, leaseUntil, limit)
+}
+
+// ClaimOutboxSince is ClaimOutbox over the rows created at or after since.
+// Sent rows stay in the unsent index as dead entries until VACUUM, and a
+// claim from the start of the index walks all of them; a relay that keeps a
+// low-water mark skips them (and sweeps from the start now and then for
+// rows that committed late).
+func (s *Store) ClaimOutboxSince(ctx context.Context, since, now, leaseUntil time.Time, limit int) ([]oms.OutboxEvent, error) {
 	var out []oms.OutboxEvent
 	err := s.TxWith(ctx, claimTx, func(ctx context.Context, tx pgx.Tx) error {
 		out = out[:0]
 		rows, err := tx.Query(ctx, `SELECT id::text, topic, msg_key, seq, payload::text, created_at FROM outbox
-			WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < $1)
-			ORDER BY created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+			WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < $1) AND created_at >= $3
+			ORDER BY created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit, since)
 		if err != nil {
 			return fmt.Errorf("pgstore: claim outbox: %w", err)
 		}

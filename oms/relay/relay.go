@@ -35,7 +35,7 @@ import (
 
 // Outbox is what the relay needs of the SQL store (pgstore.Store).
 type Outbox interface {
-	ClaimOutbox(ctx context.Context, now, leaseUntil time.Time, limit int) ([]oms.OutboxEvent, error)
+	ClaimOutboxSince(ctx context.Context, since, now, leaseUntil time.Time, limit int) ([]oms.OutboxEvent, error)
 	MarkOutboxSent(ctx context.Context, ids []string, at time.Time) error
 	UnclaimOutbox(ctx context.Context, ids []string) error
 	OldestUnsentOutbox(ctx context.Context) (time.Time, bool, error)
@@ -102,6 +102,10 @@ type Relay struct {
 	lag       prometheus.Gauge
 	published *prometheus.CounterVec
 	failures  prometheus.Counter
+
+	// low and lastFull are the claim's low-water mark (see Once); a Relay
+	// runs one Once at a time.
+	low, lastFull time.Time
 }
 
 // New builds a relay over an outbox and a writer.
@@ -129,6 +133,15 @@ func New(cfg Config, outbox Outbox, w Writer) (*Relay, error) {
 	}
 	return r, nil
 }
+
+// The relay's low-water mark: rows created claimLookback before the newest
+// claimed row are still looked at (a transaction commits a little after
+// it stamps created_at), and every fullScanEvery the claim starts from the
+// beginning to pick up rows that committed later than that.
+const (
+	claimLookback = 2 * time.Second
+	fullScanEvery = 5 * time.Second
+)
 
 // errStop wraps the BeforeMark hook's error: Run ends with it.
 type errStop struct{ err error }
@@ -205,9 +218,23 @@ func (r *Relay) updateLag(ctx context.Context) {
 // claimed. Rows it could not publish are given back for the next pass.
 func (r *Relay) Once(ctx context.Context) (int, error) {
 	now := r.cfg.Now()
-	batch, err := r.outbox.ClaimOutbox(ctx, now, now.Add(r.cfg.Lease), r.cfg.Batch)
+	// Claim above a low-water mark (the newest row claimed, less a
+	// lookback for rows that commit a little after their created_at), and
+	// from the start of the outbox every FullScanEvery for stragglers: sent
+	// rows linger as dead index entries until VACUUM, and a claim that
+	// starts at the oldest walks them all.
+	since := r.low
+	if now.Sub(r.lastFull) >= fullScanEvery {
+		since, r.lastFull = time.Time{}, now
+	}
+	batch, err := r.outbox.ClaimOutboxSince(ctx, since, now, now.Add(r.cfg.Lease), r.cfg.Batch)
 	if err != nil {
 		return 0, err
+	}
+	for _, e := range batch {
+		if low := e.At.Add(-claimLookback); low.After(r.low) {
+			r.low = low
+		}
 	}
 	if len(batch) == 0 {
 		return 0, nil
