@@ -67,8 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	out := fs.String("out", "bench/results", "directory for bench.json and bench.md")
 	quick := fs.Bool("quick", false, "shorter benchtimes (a smoke run)")
-	rates := fs.String("ramp", "500,1000,2000,3000,4000,5000,6000", "offered rates of the end-to-end ramp, orders/s")
-	step := fs.Duration("step", 15*time.Second, "duration of each ramp step")
+	rates := fs.String("ramp", "500,1000,1500,2000,2500,3000,4000,5000", "offered rates of the end-to-end ramp, orders/s")
+	step := fs.Duration("step", 30*time.Second, "duration of each ramp step")
 	p99 := fs.Duration("p99", 100*time.Millisecond, "p99 latency bound of the ramp")
 	skipRamp := fs.Bool("skip-ramp", false, "skip the end-to-end ramp")
 	if err := fs.Parse(args); err != nil {
@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Comparisons = bench.Compare(rep.Results, pairs)
 	if !*skipRamp {
-		steps, err := ramp(ctx, *rates, *step, stderr)
+		steps, err := ramp(ctx, *rates, *step, rep.P99BoundMs, stderr)
 		if err != nil {
 			return fmt.Errorf("ramp: %w", err)
 		}
@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // ramp starts the local stack (omsd dev), seeds it, and offers rising
 // steady load with oms-loadtest until p99 passes the bound.
-func ramp(ctx context.Context, rates string, step time.Duration, logw io.Writer) ([]bench.RampStep, error) {
+func ramp(ctx context.Context, rates string, step time.Duration, p99Bound float64, logw io.Writer) ([]bench.RampStep, error) {
 	dir, err := os.MkdirTemp("", "oms-bench-")
 	if err != nil {
 		return nil, err
@@ -133,12 +133,39 @@ func ramp(ctx context.Context, rates string, step time.Duration, logw io.Writer)
 			return nil, fmt.Errorf("build %s: %w: %s", c, err, out)
 		}
 	}
-	state := filepath.Join(dir, "stack")
+	lt := filepath.Join(bin, "oms-loadtest")
+	var steps []bench.RampStep
+	for i, r := range strings.Split(rates, ",") {
+		rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad rate %q", r)
+		}
+		// A fresh stack per step: the backlog of one step (warehouse events
+		// still being applied) must not weigh on the next one's latency or
+		// audit.
+		s, err := rampStep(ctx, bin, lt, filepath.Join(dir, fmt.Sprintf("stack-%d", i)), rate, step, logw)
+		if err != nil {
+			return steps, fmt.Errorf("step %v: %w", rate, err)
+		}
+		steps = append(steps, s)
+		fmt.Fprintf(logw, "oms-bench: offered %.0f/s achieved %.0f/s p99 %.1f ms errors %d audit clean %v\n",
+			s.OfferedRate, s.AchievedRate, s.P99Ms, s.Errors, s.AuditClean)
+		if s.P99Ms >= p99Bound || !s.AuditClean {
+			break
+		}
+	}
+	return steps, nil
+}
+
+// rampStep starts omsd dev (with the warehouse simulator) on a fresh state
+// directory, seeds it, offers steady load at rate for d, audits every
+// accepted order (no sampling) and stops the stack.
+func rampStep(ctx context.Context, bin, lt, state string, rate float64, d time.Duration, logw io.Writer) (bench.RampStep, error) {
 	dev := exec.Command(filepath.Join(bin, "omsd"), "dev", "--state-dir", state, "--log.level", "warn")
 	dev.Stdout, dev.Stderr = io.Discard, logw
 	dev.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := dev.Start(); err != nil {
-		return nil, err
+		return bench.RampStep{}, err
 	}
 	defer func() {
 		_ = dev.Process.Signal(syscall.SIGINT)
@@ -157,39 +184,25 @@ func ramp(ctx context.Context, rates string, step time.Duration, logw io.Writer)
 			break
 		}
 		if time.Now().After(deadline) {
-			return nil, errors.New("omsd dev wrote no stack.env within 90 s")
+			return bench.RampStep{}, errors.New("omsd dev wrote no stack.env within 90 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	lt := filepath.Join(bin, "oms-loadtest")
 	seed := exec.CommandContext(ctx, lt, "seed", "--env", env, "--skus", "2000", "--nodes", "12", "--stock", "100000")
-	seed.Stdout, seed.Stderr = logw, logw
+	seed.Stdout, seed.Stderr = io.Discard, logw
 	if err := seed.Run(); err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
+		return bench.RampStep{}, fmt.Errorf("seed: %w", err)
 	}
-	var steps []bench.RampStep
-	for _, r := range strings.Split(rates, ",") {
-		rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-		if err != nil {
-			return nil, fmt.Errorf("bad rate %q", r)
-		}
-		js := filepath.Join(dir, "step-"+r+".json")
-		cmd := exec.CommandContext(ctx, lt, "run", "--env", env, "--rate", strconv.FormatFloat(rate, 'f', 0, 64),
-			"--duration", step.String(), "--profile", "steady", "--json", js, "--html", filepath.Join(dir, "step.html"))
-		cmd.Stdout, cmd.Stderr = io.Discard, logw
-		runErr := cmd.Run() // non-zero when the audit finds something: still read the report
-		s, err := readStep(js)
-		if err != nil {
-			return steps, fmt.Errorf("step %v: %w (run: %v)", rate, err, runErr)
-		}
-		steps = append(steps, s)
-		fmt.Fprintf(logw, "oms-bench: offered %.0f/s achieved %.0f/s p99 %.1f ms errors %d audit clean %v\n",
-			s.OfferedRate, s.AchievedRate, s.P99Ms, s.Errors, s.AuditClean)
-		if s.P99Ms >= 100 || !s.AuditClean {
-			break
-		}
+	js := filepath.Join(state, "report.json")
+	cmd := exec.CommandContext(ctx, lt, "run", "--env", env, "--rate", strconv.FormatFloat(rate, 'f', 0, 64),
+		"--duration", d.String(), "--profile", "steady", "--json", js, "--audit-sample", "-1", "--settle", "10s", "--quiet")
+	cmd.Stdout, cmd.Stderr = io.Discard, logw
+	runErr := cmd.Run() // non-zero when the audit finds something: the report says what
+	s, err := readStep(js)
+	if err != nil {
+		return s, fmt.Errorf("%w (run: %v)", err, runErr)
 	}
-	return steps, nil
+	return s, nil
 }
 
 // readStep reads the fields of an oms-loadtest JSON report the ramp needs.
