@@ -215,13 +215,7 @@ func (a *Admin) Simulate(ctx context.Context, channel string, req *OrderRequest,
 		return nil, err
 	}
 	cands := a.catalog.Candidates()
-	skus := distinctSKUs(req.Lines)
-	keys := make([]inventory.Key, 0, len(cands)*len(skus))
-	for _, n := range cands {
-		for _, s := range skus {
-			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
-		}
-	}
+	keys := stockKeys(cands, distinctSKUs(req.Lines))
 	avail := sourcing.StockMap{}
 	if len(keys) > 0 {
 		levels, err := a.stock.Levels(ctx, keys)

@@ -360,7 +360,7 @@ func (f *FulfillmentService) prepareResource(ctx context.Context, orderID string
 		}
 	}
 	pl, err := planReserve(ctx, f.stock, orderSourcing(o, s.Lines), cands, f.catalog.Rules(),
-		ShipRequested, time.Time{}, f.cfg.MaxPlanAttempts, true, f.releaseShips)
+		ShipRequested, time.Time{}, f.cfg.MaxPlanAttempts, true, f.releaseShips, nil)
 	if err != nil {
 		return nil, err
 	}

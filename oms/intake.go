@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
@@ -439,79 +438,32 @@ func (in *Intake) takeLimits(ctx context.Context, id string, req *OrderRequest, 
 
 // reserve plans the order on fresh availability and reserves every
 // shipment; when a reservation loses a race it releases what it holds and
-// plans again, a bounded number of times.
+// plans again, a bounded number of times (planReserve).
 func (in *Intake) reserve(ctx context.Context, o *Order, req *OrderRequest, deadline time.Time) ([]Shipment, error) {
-	cands := in.catalog.Candidates()
-	so := toSourcingOrder(o, req)
-	skus := distinctSKUs(req.Lines)
-	keys := make([]inventory.Key, 0, len(cands)*len(skus))
-	for _, n := range cands {
-		for _, s := range skus {
-			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
-		}
-	}
 	shipStatus := ShipPending
 	if o.Status == StatusReleased {
 		shipStatus = ShipRequested
 	}
-	var lastReason string
-	for attempt := 0; attempt < in.cfg.MaxPlanAttempts; attempt++ {
-		if attempt > 0 {
-			in.replans.Inc()
-		}
-		levels, err := in.stock.Levels(ctx, keys)
-		var notReady error
-		if err != nil {
-			// Some nodes not loaded: source around them, but never call
-			// their unknown stock "insufficient".
-			if !errors.Is(err, inventory.ErrNotReady) || levels == nil {
-				return nil, stockErr(err)
+	pl, err := planReserve(ctx, in.stock, toSourcingOrder(o, req), in.catalog.Candidates(), in.catalog.Rules(),
+		shipStatus, deadline, in.cfg.MaxPlanAttempts, false, in.releaseAll,
+		func(plan *sourcing.Result, replan bool) {
+			if replan {
+				in.replans.Inc()
 			}
-			notReady = err
-		}
-		avail := make(sourcing.StockMap, len(cands))
-		for _, l := range levels {
-			if l.Available > 0 {
-				avail.Set(l.Node, l.SKU, l.Available)
-			}
-		}
-		plan := sourcing.Plan(so, cands, avail, in.catalog.Rules())
-		in.plans.WithLabelValues(string(plan.Outcome)).Inc()
-		if plan.Outcome != sourcing.OutcomeFulfilled {
-			if notReady != nil {
-				return nil, stockErr(notReady)
-			}
-			lastReason = plan.Reason
-			break
-		}
-		in.perOrder.Observe(float64(len(plan.Shipments)))
-		ships := make([]Shipment, 0, len(plan.Shipments))
-		var lost error
-		for _, ps := range plan.Shipments {
-			sid := uuid.NewString()
-			lines := make([]ShipLine, len(ps.Lines))
-			hl := make([]inventory.Line, len(ps.Lines))
-			for i, l := range ps.Lines {
-				lines[i] = ShipLine{SKU: l.SKU, Qty: l.Qty}
-				hl[i] = inventory.Line{SKU: l.SKU, Qty: l.Qty}
-			}
-			err := in.stock.Reserve(ctx, inventory.Hold{ID: sid, Node: ps.NodeID, Lines: hl, Deadline: deadline})
-			if err != nil {
-				lost = err
-				break
-			}
-			ships = append(ships, Shipment{ID: sid, NodeID: ps.NodeID, Status: shipStatus, Lines: lines, HoldID: sid})
-		}
-		if lost == nil {
-			return ships, nil
-		}
-		in.releaseAll(ctx, ships)
-		if !errors.Is(lost, inventory.ErrInsufficient) {
-			return nil, stockErr(lost)
-		}
-		lastReason = lost.Error()
+			in.plans.WithLabelValues(string(plan.Outcome)).Inc()
+		})
+	if err != nil {
+		return nil, err
 	}
-	return nil, Errorf(KindConflict, "insufficient-stock", "the stock cannot be reserved under the sourcing rules: %s", lastReason)
+	if pl.Plan != nil && pl.Plan.Outcome == sourcing.OutcomeFulfilled && len(pl.Ships) > 0 {
+		in.perOrder.Observe(float64(len(pl.Ships)))
+		return pl.Ships, nil
+	}
+	reason := "no plan"
+	if pl.Plan != nil {
+		reason = pl.Plan.Reason
+	}
+	return nil, Errorf(KindConflict, "insufficient-stock", "the stock cannot be reserved under the sourcing rules: %s", reason)
 }
 
 func stockErr(err error) error {
@@ -519,16 +471,6 @@ func stockErr(err error) error {
 		return &Error{Kind: KindUnavailable, Slug: "stock-not-ready", Detail: "stock counters are being rebuilt; retry shortly", Err: err, RetryAfter: 2 * time.Second}
 	}
 	return unavailable("the stock engine is unavailable", err)
-}
-
-func distinctSKUs(lines []Line) []string {
-	out := make([]string, 0, len(lines))
-	for _, l := range lines {
-		if !slices.Contains(out, l.SKU) {
-			out = append(out, l.SKU)
-		}
-	}
-	return out
 }
 
 // toSourcingOrder converts an order into what sourcing plans.

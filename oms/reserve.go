@@ -36,28 +36,31 @@ type placement struct {
 //
 // It is shared by re-sourcing (fulfillment) and written so that intake's
 // reserve can move onto it.
+//
+// When some nodes are not loaded (Redis lost its data and is being
+// rebuilt) and the plan does not fill the order, the answer is the
+// not-ready error (503), never "insufficient": their stock is unknown, not
+// zero. observe, if not nil, sees every plan and whether it is a re-plan.
 func planReserve(ctx context.Context, stock PlanStock, so *sourcing.Order, cands []sourcing.Node, rules *sourcing.RuleSet,
-	status string, deadline time.Time, attempts int, partial bool, release func(ctx context.Context, ships []Shipment)) (placement, error) {
+	status string, deadline time.Time, attempts int, partial bool, release func(ctx context.Context, ships []Shipment),
+	observe func(plan *sourcing.Result, replan bool)) (placement, error) {
 	skus := make([]string, 0, len(so.Lines))
 	for _, l := range so.Lines {
 		if !slices.Contains(skus, l.SKU) {
 			skus = append(skus, l.SKU)
 		}
 	}
-	keys := make([]inventory.Key, 0, len(cands)*len(skus))
-	for _, n := range cands {
-		for _, s := range skus {
-			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
-		}
-	}
+	keys := stockKeys(cands, skus)
 	var last *sourcing.Result
 	for attempt := 0; attempt < max(attempts, 1); attempt++ {
 		avail := make(sourcing.StockMap, len(cands))
+		var notReady error
 		if len(keys) > 0 {
 			levels, err := stock.Levels(ctx, keys)
 			if err != nil && (levels == nil || !errors.Is(err, inventory.ErrNotReady)) {
 				return placement{}, stockErr(err)
 			}
+			notReady = err
 			// Nodes not loaded read as zero: sourced around, which at worst
 			// places fewer lines now.
 			for _, l := range levels {
@@ -68,6 +71,12 @@ func planReserve(ctx context.Context, stock PlanStock, so *sourcing.Order, cands
 		}
 		plan := sourcing.Plan(so, cands, avail, rules)
 		last = plan
+		if observe != nil {
+			observe(plan, attempt > 0)
+		}
+		if plan.Outcome != sourcing.OutcomeFulfilled && notReady != nil {
+			return placement{}, stockErr(notReady)
+		}
 		if plan.Outcome != sourcing.OutcomeFulfilled && !(partial && plan.Outcome == sourcing.OutcomeBackorder) {
 			return placement{Plan: plan}, nil
 		}
@@ -94,6 +103,7 @@ func planReserve(ctx context.Context, stock PlanStock, so *sourcing.Order, cands
 		if !errors.Is(lost, inventory.ErrInsufficient) {
 			return placement{}, stockErr(lost)
 		}
+		last = &sourcing.Result{Outcome: sourcing.OutcomeRejected, Reason: lost.Error()}
 	}
 	// Every attempt lost its race: nothing placed.
 	return placement{Plan: last}, nil
@@ -120,4 +130,26 @@ func orderSourcing(o *Order, lines []ShipLine) *sourcing.Order {
 		so.Pickup, so.PickupNode = true, o.Fulfillment.PickupNode
 	}
 	return so
+}
+
+// stockKeys are the (node, SKU) pairs whose levels a plan needs.
+func stockKeys(cands []sourcing.Node, skus []string) []inventory.Key {
+	keys := make([]inventory.Key, 0, len(cands)*len(skus))
+	for _, n := range cands {
+		for _, s := range skus {
+			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
+		}
+	}
+	return keys
+}
+
+// distinctSKUs lists the SKUs of lines once each, in order.
+func distinctSKUs(lines []Line) []string {
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		if !slices.Contains(out, l.SKU) {
+			out = append(out, l.SKU)
+		}
+	}
+	return out
 }
