@@ -20,6 +20,9 @@ type Options struct {
 	// asynchronous parts (outbox relay, warehouse events) to catch up.
 	// Default 2s.
 	Settle time.Duration
+	// QuietTimeout bounds the wait, after Settle, for the stock to stop
+	// moving (two identical snapshots a second apart). Default 60s.
+	QuietTimeout time.Duration
 	// Log, if not nil, gets a line per phase.
 	Log io.Writer
 }
@@ -34,6 +37,9 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Settle <= 0 {
 		o.Settle = 2 * time.Second
+	}
+	if o.QuietTimeout <= 0 {
+		o.QuietTimeout = 60 * time.Second
 	}
 	logf := func(format string, a ...any) {
 		if o.Log != nil {
@@ -85,6 +91,19 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		return rep, nil
 	case <-t.C:
 	}
+	// The server keeps working after the last answer (outbox relay,
+	// warehouse events, re-sourcing). Audit a still picture: wait until two
+	// stock snapshots a second apart agree, or QuietTimeout passes.
+	if quiet, err := waitQuiet(ctx, auditClient, o.Seed.SKUs, o.Audit.Concurrency, o.QuietTimeout); err != nil {
+		if ctx.Err() != nil {
+			rep.AuditError = "interrupted while settling: not audited"
+			return rep, nil
+		}
+		notes = append(notes, "stock snapshot failed while waiting for the server to settle: "+err.Error())
+	} else if !quiet {
+		notes = append(notes, "the stock was still moving after "+o.QuietTimeout.String()+": the audit may count work in flight")
+	}
+	logf("stock settled; gathering the audit data")
 	o.Audit.Brokers = o.Target.Brokers
 	in, st, err := Gather(ctx, auditClient, o.Seed, res.Accepted, res.Unknown, initial, o.Audit)
 	rep.Recovered, rep.Unresolved = st.Recovered, st.Unresolved
@@ -112,4 +131,48 @@ func preflight(ctx context.Context, c *Client, s *SeedFile) error {
 		}
 	}
 	return nil
+}
+
+// waitQuiet polls the stock of skus until two snapshots a second apart are
+// equal (true) or timeout passes (false).
+func waitQuiet(ctx context.Context, c *Client, skus []SKU, concurrency int, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	prev, err := Snapshot(ctx, c, skus, concurrency)
+	if err != nil {
+		return false, err
+	}
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		cur, err := Snapshot(ctx, c, skus, concurrency)
+		if err != nil {
+			return false, err
+		}
+		if sameStock(prev, cur) {
+			return true, nil
+		}
+		prev = cur
+	}
+	return false, nil
+}
+
+// sameStock compares two snapshots as sets (a snapshot's order follows
+// its concurrent reads).
+func sameStock(a, b []StockLevel) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := make(map[[2]string]StockLevel, len(a))
+	for _, l := range a {
+		m[[2]string{l.NodeID, l.SKU}] = l
+	}
+	for _, l := range b {
+		if m[[2]string{l.NodeID, l.SKU}] != l {
+			return false
+		}
+	}
+	return true
 }

@@ -53,8 +53,12 @@ type BatchStore interface {
 type CommitterConfig struct {
 	// Shards is the number of independent batchers; default 8.
 	Shards int
-	// Window is how long a shard gathers orders after the first arrives;
-	// default 2ms.
+	// Window is how long a shard waits for more orders after the first
+	// arrives. Default 0: no wait. A shard commits whatever is queued as
+	// soon as its previous commit returns, so batches grow with the load by
+	// themselves (the orders that arrive during one commit form the next
+	// batch) and an idle shard adds no latency. A positive window trades
+	// latency for larger batches.
 	Window time.Duration
 	// MaxBatch flushes a shard early; default 128.
 	MaxBatch int
@@ -94,8 +98,8 @@ func NewCommitter(cfg CommitterConfig, store BatchStore, reg prometheus.Register
 	if cfg.Shards <= 0 {
 		cfg.Shards = 8
 	}
-	if cfg.Window <= 0 {
-		cfg.Window = 2 * time.Millisecond
+	if cfg.Window < 0 {
+		cfg.Window = 0
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 128
@@ -160,20 +164,35 @@ func (c *Committer) loop(ch chan commitReq) {
 			return
 		}
 		batch = append(batch[:0], first)
-		timer := time.NewTimer(c.cfg.Window)
-	gather:
+		// Take what is already queued, then wait up to Window for more.
+	drain:
 		for len(batch) < c.cfg.MaxBatch {
 			select {
 			case r, ok := <-ch:
 				if !ok {
-					break gather
+					break drain
 				}
 				batch = append(batch, r)
-			case <-timer.C:
-				break gather
+			default:
+				break drain
 			}
 		}
-		timer.Stop()
+		if c.cfg.Window > 0 && len(batch) < c.cfg.MaxBatch {
+			timer := time.NewTimer(c.cfg.Window)
+		gather:
+			for len(batch) < c.cfg.MaxBatch {
+				select {
+				case r, ok := <-ch:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, r)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+		}
 		c.flush(batch)
 	}
 }

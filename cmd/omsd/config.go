@@ -65,7 +65,7 @@ func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.PGMaxConns, "pg.max-conns", envInt("OMS_PG_MAX_CONNS", 32), "database pool size (env OMS_PG_MAX_CONNS)")
 	fs.BoolVar(&c.Migrate, "migrate", env("OMS_MIGRATE", "true") == "true", "apply migrations at start (env OMS_MIGRATE)")
 	fs.IntVar(&c.IntakeShards, "intake.shards", envInt("OMS_INTAKE_SHARDS", 8), "group-commit shards (env OMS_INTAKE_SHARDS)")
-	fs.DurationVar(&c.BatchWindow, "intake.batch-window", envDur("OMS_INTAKE_BATCH_WINDOW", 2*time.Millisecond), "how long a shard gathers orders before it commits (env OMS_INTAKE_BATCH_WINDOW)")
+	fs.DurationVar(&c.BatchWindow, "intake.batch-window", envDur("OMS_INTAKE_BATCH_WINDOW", 0), "extra time a shard waits for more orders before it commits; 0: commit what is queued as soon as the shard is free (env OMS_INTAKE_BATCH_WINDOW)")
 	fs.IntVar(&c.BatchMax, "intake.batch-max", envInt("OMS_INTAKE_BATCH_MAX", 128), "most orders in one commit (env OMS_INTAKE_BATCH_MAX)")
 	fs.DurationVar(&c.PaymentTimeout, "intake.payment-timeout", envDur("OMS_PAYMENT_TIMEOUT", 30*time.Minute), "how long a pending-payment order keeps its stock (env OMS_PAYMENT_TIMEOUT)")
 	fs.DurationVar(&c.ReconcileEvery, "inventory.reconcile-every", envDur("OMS_RECONCILE_EVERY", time.Minute), "period of the Redis/SQL reconciliation (env OMS_RECONCILE_EVERY)")

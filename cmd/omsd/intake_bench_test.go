@@ -21,8 +21,8 @@ func BenchmarkIntake(b *testing.B) {
 		name string
 		opt  serverOpt
 	}{
-		{"commit=group", func(c *config) { c.IntakeShards = 8; c.BatchWindow = 2 * time.Millisecond; c.BatchMax = 128 }},
-		{"commit=group/shards=2", func(c *config) { c.IntakeShards = 2; c.BatchWindow = 3 * time.Millisecond; c.BatchMax = 256 }},
+		{"commit=group", func(c *config) { c.IntakeShards = 8; c.BatchWindow = 0; c.BatchMax = 128 }},
+		{"commit=group/window=2ms", func(c *config) { c.IntakeShards = 8; c.BatchWindow = 2 * time.Millisecond; c.BatchMax = 128 }},
 		{"commit=per-order", func(c *config) { c.IntakeShards = 64; c.BatchWindow = time.Microsecond; c.BatchMax = 1 }},
 	} {
 		b.Run(mode.name+"/clients=64", func(b *testing.B) {
