@@ -16,12 +16,9 @@ import (
 	"github.com/omsd/omsd/sourcing"
 )
 
-// Stock is what intake needs of the inventory engine.
-type Stock interface {
-	Levels(ctx context.Context, keys []inventory.Key) ([]inventory.Level, error)
-	Reserve(ctx context.Context, h inventory.Hold) error
-	Release(ctx context.Context, node, holdID string) (bool, error)
-}
+// Stock is what intake needs of the inventory engine: what planning and
+// reserving need (PlanStock).
+type Stock = PlanStock
 
 // Limits is the per-customer purchase limit store (flash-sale rule).
 type Limits interface {
