@@ -121,7 +121,12 @@ type Reconciler struct {
 	m      *reconcileMetrics
 
 	mu   sync.Mutex
-	prev map[Key][2]int64 // (on hand, safety) difference seen in the last pass
+	// prev is what the last pass saw of each drifting key: the store's on
+	// hand and safety and the ledger's. A drift is repaired only when the
+	// next pass sees exactly the same four numbers: nothing moved on either
+	// side in between, so no write in flight (a shipment booked in SQL
+	// whose Redis commit is on its way) can explain it.
+	prev map[Key][4]int64
 }
 
 // NewReconciler returns a Reconciler. Errors: ErrInvalid for a bad config,
@@ -135,7 +140,7 @@ func NewReconciler(ledger Ledger, store Rebuildable, cfg ReconcilerConfig) (*Rec
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{ledger: ledger, store: store, cfg: cfg, m: m, prev: map[Key][2]int64{}}, nil
+	return &Reconciler{ledger: ledger, store: store, cfg: cfg, m: m, prev: map[Key][4]int64{}}, nil
 }
 
 // Reconcile runs one pass with the default configuration. With no memory of
@@ -163,7 +168,7 @@ func (r *Reconciler) Rebuild(ctx context.Context, nodes ...string) error {
 	}
 	r.m.rebuilds.WithLabelValues("ok").Inc()
 	r.mu.Lock()
-	r.prev = map[Key][2]int64{} // the rebuilt counters start afresh
+	r.prev = map[Key][4]int64{} // the rebuilt counters start afresh
 	r.mu.Unlock()
 	return nil
 }
@@ -254,7 +259,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 		holdsBy[h.Node][h.ID] = nh
 	}
-	next := map[Key][2]int64{}
+	next := map[Key][4]int64{}
 	drifting := map[Key]bool{}
 	var errs []error
 	for _, node := range nodes {
@@ -288,7 +293,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 }
 
 func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows map[string]StockRow,
-	lholds map[string]Hold, start time.Time, next map[Key][2]int64, drifting map[Key]bool) ([]Drift, error) {
+	lholds map[string]Hold, start time.Time, next map[Key][4]int64, drifting map[Key]bool) ([]Drift, error) {
 	node := snap.Node
 	var out []Drift
 	var errs []error
@@ -408,7 +413,9 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 		}
 		key := Key{node, sku}
 		drifting[key] = true
-		seenTwice := r.prev[key] == diff
+		seen := [4]int64{l.OnHand, l.Safety, row.OnHand, row.Safety}
+		prevSeen, had := r.prev[key]
+		seenTwice := had && prevSeen == seen
 		repaired := false
 		if seenTwice {
 			if _, err := r.store.SetStock(ctx, node, sku, row.OnHand, row.Safety); err != nil {
@@ -417,7 +424,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 				repaired = true
 			}
 		} else {
-			next[key] = diff
+			next[key] = seen
 		}
 		if diff[0] != 0 {
 			out = append(out, Drift{Kind: DriftOnHand, Node: node, SKU: sku, Store: l.OnHand, Ledger: row.OnHand, Repaired: repaired})
