@@ -73,8 +73,10 @@ type ReconcilerConfig struct {
 	// the ledger, so that intakes that reserved just before the loss finish
 	// their SQL commit; default 2 s; negative means no wait.
 	Settle time.Duration
-	// Interval is the period of Run; default 30 s.
+	// Interval is the period of Run's full comparison; default 30 s.
 	Interval time.Duration
+	// ReadyEvery is the period of Run's ready check; default 2 s.
+	ReadyEvery time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger gets one line per drift and per rebuild (ids only, no customer
@@ -93,6 +95,9 @@ func (c *ReconcilerConfig) setDefaults() {
 	}
 	if c.Interval == 0 {
 		c.Interval = 30 * time.Second
+	}
+	if c.ReadyEvery <= 0 {
+		c.ReadyEvery = 2 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -187,31 +192,49 @@ func (r *Reconciler) NotReadyNodes(ctx context.Context) ([]string, error) {
 // Run rebuilds not-ready nodes and reconciles every Interval until ctx
 // ends; errors are logged and retried at the next tick. It returns nil when
 // ctx is cancelled.
+//
+// The ready check (a Redis that lost its data) runs every ReadyEvery, so
+// that intake is back within seconds after a restart; the full comparison
+// with the ledger runs every Interval.
 func (r *Reconciler) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	ready := time.NewTicker(r.cfg.ReadyEvery)
+	defer ready.Stop()
+	r.tick(ctx)
 	for {
-		r.tick(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			r.tick(ctx)
+		case <-ready.C:
+			r.readyCheck(ctx)
 		}
 	}
 }
 
-func (r *Reconciler) tick(ctx context.Context) {
+// readyCheck rebuilds the nodes that are not ready.
+func (r *Reconciler) readyCheck(ctx context.Context) bool {
 	log := r.cfg.Logger
 	nodes, err := r.NotReadyNodes(ctx)
 	if err != nil {
 		log.Error("inventory: ready check failed", "err", err)
-		return
+		return false
 	}
 	if len(nodes) > 0 {
 		log.Warn("inventory: nodes not ready, rebuilding from the ledger", "nodes", nodes)
 		if err := r.Rebuild(ctx, nodes...); err != nil {
 			log.Error("inventory: rebuild failed", "err", err)
 		}
+	}
+	return true
+}
+
+func (r *Reconciler) tick(ctx context.Context) {
+	log := r.cfg.Logger
+	if !r.readyCheck(ctx) {
+		return
 	}
 	if _, err := r.Reconcile(ctx); err != nil {
 		log.Error("inventory: reconcile failed", "err", err)

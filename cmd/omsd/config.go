@@ -68,7 +68,7 @@ func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&c.BatchWindow, "intake.batch-window", envDur("OMS_INTAKE_BATCH_WINDOW", 0), "extra time a shard waits for more orders before it commits; 0: commit what is queued as soon as the shard is free (env OMS_INTAKE_BATCH_WINDOW)")
 	fs.IntVar(&c.BatchMax, "intake.batch-max", envInt("OMS_INTAKE_BATCH_MAX", 128), "most orders in one commit (env OMS_INTAKE_BATCH_MAX)")
 	fs.DurationVar(&c.PaymentTimeout, "intake.payment-timeout", envDur("OMS_PAYMENT_TIMEOUT", 30*time.Minute), "how long a pending-payment order keeps its stock (env OMS_PAYMENT_TIMEOUT)")
-	fs.DurationVar(&c.ReconcileEvery, "inventory.reconcile-every", envDur("OMS_RECONCILE_EVERY", time.Minute), "period of the Redis/SQL reconciliation (env OMS_RECONCILE_EVERY)")
+	fs.DurationVar(&c.ReconcileEvery, "inventory.reconcile-every", envDur("OMS_RECONCILE_EVERY", 5*time.Minute), "period of the full Redis/SQL reconciliation; a Redis that lost its data is found within 2 s regardless (env OMS_RECONCILE_EVERY)")
 	fs.StringVar(&c.DebugAddr, "debug.addr", env("OMS_DEBUG_ADDR", ""), "listen address of net/http/pprof; empty = off (env OMS_DEBUG_ADDR)")
 	fs.Float64Var(&c.ChannelRate, "channel.rate", float64(envInt("OMS_CHANNEL_RATE", 20000)), "default orders per second per channel; 0 = unlimited (env OMS_CHANNEL_RATE)")
 	fs.IntVar(&c.ChannelBurst, "channel.burst", envInt("OMS_CHANNEL_BURST", 40000), "default burst per channel (env OMS_CHANNEL_BURST)")

@@ -140,7 +140,7 @@ func New(cfg Config, outbox Outbox, w Writer) (*Relay, error) {
 // beginning to pick up rows that committed later than that.
 const (
 	claimLookback = 2 * time.Second
-	fullScanEvery = 5 * time.Second
+	fullScanEvery = 30 * time.Second
 )
 
 // errStop wraps the BeforeMark hook's error: Run ends with it.
