@@ -125,7 +125,7 @@ type Reconciler struct {
 	cfg    ReconcilerConfig
 	m      *reconcileMetrics
 
-	mu   sync.Mutex
+	mu sync.Mutex
 	// prev is what the last pass saw of each drifting key: the store's on
 	// hand and safety and the ledger's. A drift is repaired only when the
 	// next pass sees exactly the same four numbers: nothing moved on either
