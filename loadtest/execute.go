@@ -21,7 +21,8 @@ type Options struct {
 	// Default 2s.
 	Settle time.Duration
 	// QuietTimeout bounds the wait, after Settle, for the stock to stop
-	// moving (two identical snapshots a second apart). Default 60s.
+	// moving (two identical snapshots a second apart). Default 3 minutes:
+	// under heavy load the warehouse events lag behind intake.
 	QuietTimeout time.Duration
 	// Log, if not nil, gets a line per phase.
 	Log io.Writer
@@ -39,7 +40,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		o.Settle = 2 * time.Second
 	}
 	if o.QuietTimeout <= 0 {
-		o.QuietTimeout = 60 * time.Second
+		o.QuietTimeout = 3 * time.Minute
 	}
 	logf := func(format string, a ...any) {
 		if o.Log != nil {
