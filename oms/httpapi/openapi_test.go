@@ -14,7 +14,7 @@ import (
 // document has a handler for its method and path.
 func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 	var doc struct {
-		OpenAPI string                               `yaml:"openapi"`
+		OpenAPI string                    `yaml:"openapi"`
 		Paths   map[string]map[string]any `yaml:"paths"`
 	}
 	if err := yaml.Unmarshal(api.OpenAPI, &doc); err != nil {
