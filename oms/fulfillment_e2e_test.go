@@ -517,7 +517,7 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 	t.Run("an independent client (kcat) sees every event on every topic", func(t *testing.T) {
 		p.t = t
 		if shipped == nil || cancelled == nil || refused == nil || resourced == nil || expired == nil || paidLater == nil {
-			t.Skip("an earlier step failed")
+			t.Fatal("an earlier step failed: the topics cannot be checked")
 		}
 		ships := kcat(t, p.brokers, oms.TopicShipments)
 		for _, o := range []*oms.Order{shipped, cancelled, refused, resourced, paidLater} {
