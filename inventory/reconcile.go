@@ -305,6 +305,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	r.prev = next
 	for _, d := range rep.Drifts {
 		r.m.found.WithLabelValues(string(d.Kind)).Inc()
+		if diff := d.Store - d.Ledger; diff != 0 {
+			r.m.units.WithLabelValues(string(d.Kind)).Add(float64(max(diff, -diff)))
+		}
 		if d.Repaired {
 			r.m.repaired.WithLabelValues(string(d.Kind)).Inc()
 		}
@@ -328,6 +331,14 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 	for _, h := range snap.Holds {
 		for _, l := range h.Lines {
 			sum[l.SKU] += l.Qty
+		}
+	}
+	// The no-oversell guard: units reserved beyond on hand should never
+	// be seen; count them so that an alert fires if they ever are.
+	for _, l := range snap.Levels {
+		if l.Reserved > l.OnHand {
+			r.m.oversell.Add(float64(l.Reserved - l.OnHand))
+			r.cfg.Logger.Error("inventory: reserved beyond on hand", "node", node, "sku", l.SKU, "on_hand", l.OnHand, "reserved", l.Reserved)
 		}
 	}
 	levels := map[string]Level{}
@@ -469,6 +480,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 type reconcileMetrics struct {
+	units    *prometheus.CounterVec
+	oversell prometheus.Counter
 	found    *prometheus.CounterVec
 	repaired *prometheus.CounterVec
 	keys     prometheus.Gauge
@@ -478,6 +491,14 @@ type reconcileMetrics struct {
 
 func newReconcileMetrics(reg prometheus.Registerer) (*reconcileMetrics, error) {
 	m := &reconcileMetrics{
+		units: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omsd_inventory_drift_units_total",
+			Help: "Units of difference between the stock store and the SQL ledger found by reconciliation, by kind.",
+		}, []string{"kind"}),
+		oversell: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "omsd_inventory_oversell_guard_total",
+			Help: "Units reserved beyond on hand seen by reconciliation (must stay 0: a trip means the no-oversell guard failed).",
+		}),
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omsd_inventory_drift_found_total",
 			Help: "Differences between the stock store and the SQL ledger found by reconciliation, by kind.",
@@ -491,7 +512,7 @@ func newReconcileMetrics(reg prometheus.Registerer) (*reconcileMetrics, error) {
 			Help: "(node, SKU) pairs whose counters drifted from the ledger in the last reconciliation pass.",
 		}),
 		notReady: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "omsd_inventory_nodes_not_ready",
+			Name: "omsd_inventory_not_ready_nodes",
 			Help: "Nodes whose stock counters are not loaded (intake answers 503 for them) at the last check.",
 		}),
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -502,7 +523,7 @@ func newReconcileMetrics(reg prometheus.Registerer) (*reconcileMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.found, m.repaired, m.keys, m.notReady, m.rebuilds} {
+	for _, c := range []prometheus.Collector{m.units, m.oversell, m.found, m.repaired, m.keys, m.notReady, m.rebuilds} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("inventory: register metrics: %w", err)
 		}
