@@ -58,7 +58,7 @@ func Migrations() ([]Migration, error) {
 // Two omsd instances migrating at once are safe: the record's primary key
 // makes the loser's transaction fail and its retry sees the version
 // applied.
-func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+func (s *Store) Migrate(ctx context.Context) (_ []int, err error) {
 	if _, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INT PRIMARY KEY,
 		name TEXT NOT NULL,
@@ -70,6 +70,11 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		return nil, err
 	}
 	var applied []int
+	defer func() {
+		if err == nil {
+			err = s.tune(ctx)
+		}
+	}()
 	for _, m := range ms {
 		did := false
 		err := s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
@@ -117,4 +122,28 @@ func createdConcurrently(err error) bool {
 		return true
 	}
 	return false
+}
+
+// tune applies settings that only PostgreSQL has and needs. The outbox is
+// a queue: every row is inserted, updated twice (claimed, sent) and never
+// read again, and the relay's claim walks the dead index entries those
+// updates leave until VACUUM removes them. PostgreSQL's default
+// autovacuum waits for 20% of the table to be dead; for the outbox it
+// runs every 5,000 dead rows without throttling. CockroachDB has no
+// VACUUM (its MVCC garbage is collected by range) and no such storage
+// parameters, so nothing is done there.
+func (s *Store) tune(ctx context.Context) error {
+	var version string
+	if err := s.pool.QueryRow(ctx, `SELECT version()`).Scan(&version); err != nil {
+		return fmt.Errorf("pgstore: version: %w", err)
+	}
+	if strings.Contains(version, "CockroachDB") {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+		autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 5000)`)
+	if err != nil {
+		return fmt.Errorf("pgstore: tune outbox autovacuum: %w", err)
+	}
+	return nil
 }
