@@ -136,6 +136,11 @@ type FulfillmentService struct {
 	log     *slog.Logger
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// GiveBack, when set, returns the purchase-limit allowance of an order
+	// that expired unpaid or was cancelled before anything was released,
+	// after its transition committed. It must be idempotent (the limit
+	// store is, per order id).
+	GiveBack func(ctx context.Context, o *Order)
 
 	results   *prometheus.CounterVec
 	resourced *prometheus.CounterVec
@@ -758,6 +763,9 @@ func (f *FulfillmentService) Cancel(ctx context.Context, channel, id, reason str
 	}
 	f.results.WithLabelValues("cancel", "applied").Inc()
 	f.apply(ctx, id, eff)
+	if o.Status == StatusCancelled && f.GiveBack != nil {
+		f.GiveBack(ctx, o)
+	}
 	return o, nil
 }
 
@@ -865,7 +873,7 @@ func (f *FulfillmentService) ExpireDue(ctx context.Context, now time.Time, limit
 			break
 		}
 		var eff effects
-		_, err := f.store.TransitionOrder(ctx, id, guarded(func(o *Order) ([]OutboxEvent, error) {
+		expired, err := f.store.TransitionOrder(ctx, id, guarded(func(o *Order) ([]OutboxEvent, error) {
 			eff.reset()
 			if (o.Status != StatusPendingPayment && o.Status != StatusOnHold) || o.PaymentStatus == PaymentPaid ||
 				o.ReservedUntil == nil || o.ReservedUntil.After(now) {
@@ -895,6 +903,9 @@ func (f *FulfillmentService) ExpireDue(ctx context.Context, now time.Time, limit
 			f.expired.Inc()
 			f.results.WithLabelValues("expire", "applied").Inc()
 			f.apply(ctx, id, eff)
+			if f.GiveBack != nil {
+				f.GiveBack(ctx, expired)
+			}
 		}
 	}
 	return n, errors.Join(errs...)

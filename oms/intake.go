@@ -505,3 +505,26 @@ func ToSourcingNode(n Node) sourcing.Node {
 	return sourcing.Node{ID: n.ID, Name: n.Name, Type: n.Type, Lat: n.Location.Lat, Lon: n.Location.Lon,
 		Regions: n.Regions, Channels: n.Channels, Priority: n.Priority, DailyCapacity: n.DailyCapacity, Active: n.Active}
 }
+
+// GiveBackLimits returns a function that gives back the purchase-limit
+// allowance an order took for its promoted SKUs (the promotion active when
+// the order was created), for orders that expire unpaid or are cancelled.
+// Errors are logged: the allowance only ever errs on the customer's side.
+func GiveBackLimits(limits Limits, catalog Catalog, log *slog.Logger) func(ctx context.Context, o *Order) {
+	return func(ctx context.Context, o *Order) {
+		if limits == nil || o == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for _, l := range o.Lines {
+			p, ok := catalog.Promotion(l.SKU, o.CreatedAt)
+			if !ok {
+				continue
+			}
+			if err := limits.GiveBack(ctx, p.ID, o.Customer.ID, l.SKU, o.ID); err != nil {
+				log.Error("give back purchase limit", "order_id", o.ID, "promotion", p.ID, "err", err)
+			}
+		}
+	}
+}

@@ -81,7 +81,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	})
 	admin := oms.NewAdmin(a.store, stock, nodeLoader{a.store, stock}, catalog, a.log)
 	a.http.Register(httpapi.OrderRoutes(orderService{intake, a.store}, admin, httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
-	if err := a.wirePipeline(ctx, brokers, stock, catalog); err != nil {
+	if err := a.wirePipeline(ctx, brokers, stock, catalog, limits); err != nil {
 		return err
 	}
 

@@ -18,8 +18,9 @@ import (
 // engine and catalog: the fulfillment service (payment, cancellation,
 // warehouse events, expiry), the outbox relay, the wms.events consumer and
 // the expiry worker, and registers their routes and workers.
-func (a *app) wirePipeline(ctx context.Context, brokers []string, stock *redisstock.Store, catalog *oms.CatalogCache) error {
+func (a *app) wirePipeline(ctx context.Context, brokers []string, stock *redisstock.Store, catalog *oms.CatalogCache, limits oms.Limits) error {
 	f := oms.NewFulfillmentService(oms.FulfillmentConfig{}, a.store, stock, catalog, a.log, a.reg)
+	f.GiveBack = oms.GiveBackLimits(limits, catalog, a.log)
 	a.http.Register(httpapi.FulfillmentRoutes(f))
 
 	w, err := kafkabus.NewWriter(kafkabus.WriterConfig{Brokers: brokers})
