@@ -315,6 +315,11 @@ func (f *FulfillmentService) ApplyWMSEvent(ctx context.Context, ev WMSEvent) (*O
 			f.results.WithLabelValues(ev.Type, "error").Inc()
 			return nil, unavailable("the order keeps changing; retry the event", err)
 		}
+		// The warehouse's confirmation ended a cancellation: the customer's
+		// purchase-limit allowance comes back (idempotent per order).
+		if err == nil && o != nil && o.Status == StatusCancelled && ev.Type == "shipment.cancelled" && f.GiveBack != nil {
+			f.GiveBack(ctx, o)
+		}
 		return o, err
 	}
 }

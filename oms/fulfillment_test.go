@@ -408,6 +408,8 @@ func TestCancelBeforeReleaseCancelsAtOnce(t *testing.T) {
 func TestCancelOfAReleasedOrderIsInterceptedByTheWarehouse(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
 	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 3))
+	var givenBack []string
+	fx.f.GiveBack = func(_ context.Context, o *Order) { givenBack = append(givenBack, o.ID+"/"+o.Status) }
 	fx.mustWMS(WMSAcknowledged, o.Shipments[0].ID, "")
 	mark := fx.store.mark()
 	got, err := fx.f.Cancel(context.Background(), "web", o.ID, "")
@@ -423,6 +425,9 @@ func TestCancelOfAReleasedOrderIsInterceptedByTheWarehouse(t *testing.T) {
 	if l := fx.level("A", "SKU-1"); l.Reserved != 3 {
 		t.Errorf("got reserved %d before the warehouse answered, want 3", l.Reserved)
 	}
+	if len(givenBack) != 0 {
+		t.Errorf("purchase limits given back before the warehouse confirmed: %v", givenBack)
+	}
 	mark = fx.store.mark()
 	got = fx.mustWMS(WMSCancelled, o.Shipments[0].ID, "")
 	if got.Status != StatusCancelled || got.Shipments[0].Status != ShipCancelled {
@@ -433,6 +438,9 @@ func TestCancelOfAReleasedOrderIsInterceptedByTheWarehouse(t *testing.T) {
 	}
 	if l := fx.level("A", "SKU-1"); l.Reserved != 0 || l.OnHand != 10 {
 		t.Errorf("got on hand %d reserved %d, want 10 and 0", l.OnHand, l.Reserved)
+	}
+	if !slices.Equal(givenBack, []string{o.ID + "/" + StatusCancelled}) {
+		t.Errorf("got purchase limits given back %v, want once for the cancelled order", givenBack)
 	}
 }
 
