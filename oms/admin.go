@@ -216,17 +216,9 @@ func (a *Admin) Simulate(ctx context.Context, channel string, req *OrderRequest,
 	}
 	cands := a.catalog.Candidates()
 	keys := stockKeys(cands, distinctSKUs(req.Lines))
-	avail := sourcing.StockMap{}
-	if len(keys) > 0 {
-		levels, err := a.stock.Levels(ctx, keys)
-		if err != nil && (levels == nil || !errors.Is(err, inventory.ErrNotReady)) {
-			return nil, stockErr(err)
-		}
-		for _, l := range levels {
-			if l.Available > 0 {
-				avail.Set(l.Node, l.SKU, l.Available)
-			}
-		}
+	avail, _, err := ReadAvailability(ctx, a.stock, keys)
+	if err != nil {
+		return nil, stockErr(err)
 	}
 	o := &Order{ID: OrderID(channel, req.ExternalID), Channel: channel, Total: req.Value()}
 	rules := a.catalog.Rules()

@@ -178,7 +178,8 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 		in.outcomes.WithLabelValues(channel, outcomeLabel(res, err)).Inc()
 	}()
 	now := in.now()
-	if err := RunChecks(in.Checks, &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: now}); err != nil {
+	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: now}
+	if err := RunChecks(in.Checks, ci); err != nil {
 		return res, err
 	}
 	id := OrderID(channel, req.ExternalID)
@@ -195,7 +196,7 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 	leader := false
 	v, err, _ := in.flight.Do(id, func() (any, error) {
 		leader = true
-		o, created, err := in.take(ctx, channel, idemKey, id, hash, req, now)
+		o, created, err := in.take(ctx, ci, idemKey, id, hash)
 		if err != nil {
 			return nil, err
 		}
@@ -269,13 +270,13 @@ func (in *Intake) existing(ctx context.Context, id string, hash []byte) (*Order,
 
 // take does the work of one order: hold checks, limits, plan and reserve,
 // group commit, and the resolution of the outcome.
-func (in *Intake) take(ctx context.Context, channel, idemKey, id string, hash []byte, req *OrderRequest, now time.Time) (*Order, bool, error) {
+func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, hash []byte) (*Order, bool, error) {
+	channel, req, now := ci.Channel, ci.Req, ci.Now
 	// No read before the work: a copy of a stored order collides on the
 	// order id at commit (ON CONFLICT DO NOTHING), releases what it
 	// reserved and answers with the stored order. Skipping a read per order
 	// halves the database round trips of the common case.
 	var reasons []string
-	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: now}
 	for _, hc := range in.HoldChecks {
 		reason, err := hc.Fn(ctx, ci)
 		if err != nil {

@@ -53,21 +53,9 @@ func planReserve(ctx context.Context, stock PlanStock, so *sourcing.Order, cands
 	keys := stockKeys(cands, skus)
 	var last *sourcing.Result
 	for attempt := 0; attempt < max(attempts, 1); attempt++ {
-		avail := make(sourcing.StockMap, len(cands))
-		var notReady error
-		if len(keys) > 0 {
-			levels, err := stock.Levels(ctx, keys)
-			if err != nil && (levels == nil || !errors.Is(err, inventory.ErrNotReady)) {
-				return placement{}, stockErr(err)
-			}
-			notReady = err
-			// Nodes not loaded read as zero: sourced around, which at worst
-			// places fewer lines now.
-			for _, l := range levels {
-				if l.Available > 0 {
-					avail.Set(l.Node, l.SKU, l.Available)
-				}
-			}
+		avail, notReady, err := ReadAvailability(ctx, stock, keys)
+		if err != nil {
+			return placement{}, stockErr(err)
 		}
 		plan := sourcing.Plan(so, cands, avail, rules)
 		last = plan
@@ -152,4 +140,30 @@ func distinctSKUs(lines []Line) []string {
 		}
 	}
 	return out
+}
+
+// LevelReader reads stock levels in one round trip.
+type LevelReader interface {
+	Levels(ctx context.Context, keys []inventory.Key) ([]inventory.Level, error)
+}
+
+// ReadAvailability reads the available units of keys into the map sourcing
+// plans with. Nodes whose counters are not loaded read as zero (sourced
+// around) and are reported as notReady, so that a caller never mistakes
+// their unknown stock for "out of stock"; err is any other failure.
+func ReadAvailability(ctx context.Context, stock LevelReader, keys []inventory.Key) (avail sourcing.StockMap, notReady, err error) {
+	avail = sourcing.StockMap{}
+	if len(keys) == 0 {
+		return avail, nil, nil
+	}
+	levels, err := stock.Levels(ctx, keys)
+	if err != nil && (levels == nil || !errors.Is(err, inventory.ErrNotReady)) {
+		return nil, nil, err
+	}
+	for _, l := range levels {
+		if l.Available > 0 {
+			avail.Set(l.Node, l.SKU, l.Available)
+		}
+	}
+	return avail, err, nil
 }

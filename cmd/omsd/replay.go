@@ -84,15 +84,9 @@ func cmdReplay(ctx context.Context, args []string, getenv func(string) string, s
 			keys = append(keys, inventory.Key{Node: n.ID, SKU: s})
 		}
 	}
-	avail := sourcing.StockMap{}
-	for start := 0; start < len(keys); start += 5000 {
-		levels, err := stock.Levels(ctx, keys[start:min(start+5000, len(keys))])
-		if err != nil && (levels == nil || !errors.Is(err, inventory.ErrNotReady)) {
-			return err
-		}
-		for _, l := range levels {
-			avail.Set(l.Node, l.SKU, l.Available)
-		}
+	avail, _, err := oms.ReadAvailability(ctx, stock, keys)
+	if err != nil {
+		return err
 	}
 	for i := range orders {
 		orders[i].Nodes, orders[i].Avail = nodes, avail
