@@ -113,7 +113,7 @@ func (a *Admin) SetStock(ctx context.Context, node, sku string, s StockSnapshot)
 	var fs []FieldError
 	if _, ok := a.catalog.Node(node); !ok {
 		if _, err := a.store.GetNode(ctx, node); err != nil {
-			return LevelView{}, Errorf(KindNotFound, "not-found", "node %q does not exist", node)
+			return LevelView{}, Errorf(KindNotFound, SlugNotFound, "node %q does not exist", node)
 		}
 	}
 	if !skuPattern.MatchString(sku) {
@@ -252,32 +252,32 @@ func (a *Admin) PutPromotion(ctx context.Context, p Promotion) error {
 	return a.catalog.Refresh(ctx)
 }
 
-// ReleaseHold clears the hold of an on_hold order: a paid order is
+// ClearReview clears the hold of an on_hold order: a paid order is
 // released to fulfillment (shipment.requested for each shipment), an
 // unpaid one waits for its payment.
-func (a *Admin) ReleaseHold(ctx context.Context, id string) (*Order, error) {
+func (a *Admin) ClearReview(ctx context.Context, id string) (*Order, error) {
 	now := a.Now().UTC()
 	return a.store.TransitionOrder(ctx, id, func(o *Order) ([]OutboxEvent, error) {
-		if o.Status != StatusOnHold {
-			return nil, Errorf(KindConflict, "not-on-hold", "order is %s, not on_hold", o.Status)
+		if o.Status != OrderInReview {
+			return nil, Errorf(KindConflict, SlugNotInReview, "order is %s, not on_hold", o.Status)
 		}
-		o.HoldReasons = nil
+		o.ReviewReasons = nil
 		o.Version++
 		var evs []OutboxEvent
 		if o.PaymentStatus == PaymentPaid {
-			if err := Transition(o, StatusReleased); err != nil {
+			if err := Transition(o, OrderReleased); err != nil {
 				return nil, err
 			}
 			for i := range o.Shipments {
-				o.Shipments[i].Status = ShipRequested
-				evs = append(evs, shipmentEvent("shipment.requested", o, &o.Shipments[i], now))
+				o.Shipments[i].Status = ShipmentRequested
+				evs = append(evs, shipmentEvent(EventShipmentRequested, o, &o.Shipments[i], now))
 			}
-			evs = append(evs, orderEvent("order.released", o, now))
+			evs = append(evs, orderEvent(EventOrderReleased, o, now))
 		} else {
-			if err := Transition(o, StatusPendingPayment); err != nil {
+			if err := Transition(o, OrderPendingPayment); err != nil {
 				return nil, err
 			}
-			evs = append(evs, orderEvent("order.hold_cleared", o, now))
+			evs = append(evs, orderEvent(EventOrderReviewCleared, o, now))
 		}
 		return evs, nil
 	})

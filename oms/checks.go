@@ -28,10 +28,10 @@ type Check struct {
 	Fn   func(in *CheckInput) []FieldError
 }
 
-// HoldCheck flags a valid but suspicious order: a non-empty reason puts it
+// ReviewCheck flags a valid but suspicious order: a non-empty reason puts it
 // on hold (reserved, not released to the warehouse until an admin releases
 // it). An error fails the order with 503 (the channel retries).
-type HoldCheck struct {
+type ReviewCheck struct {
 	Name string
 	Fn   func(ctx context.Context, in *CheckInput) (reason string, err error)
 }
@@ -232,8 +232,8 @@ type Recent interface {
 	MarkSeen(ctx context.Context, entries []Seen) (previous []string, err error)
 }
 
-// HoldConfig tunes the default hold checks.
-type HoldConfig struct {
+// ReviewConfig tunes the default hold checks.
+type ReviewConfig struct {
 	// UnusualQty: a line of at least this many units from a customer not
 	// seen before goes on hold; default 20.
 	UnusualQty int64
@@ -244,11 +244,11 @@ type HoldConfig struct {
 	CustomerMemory time.Duration
 }
 
-// DefaultHoldChecks flags a new customer ordering an unusual quantity, and
+// DefaultReviewChecks flags a new customer ordering an unusual quantity, and
 // the same customer ordering the same lines twice within minutes (under a
 // different external id: a true retry is caught by idempotency first).
 // Both are answered by one Redis round trip.
-func DefaultHoldChecks(cfg HoldConfig, recent Recent, orderID func(*CheckInput) string) []HoldCheck {
+func DefaultReviewChecks(cfg ReviewConfig, recent Recent, orderID func(*CheckInput) string) []ReviewCheck {
 	if cfg.UnusualQty <= 0 {
 		cfg.UnusualQty = 20
 	}
@@ -258,7 +258,7 @@ func DefaultHoldChecks(cfg HoldConfig, recent Recent, orderID func(*CheckInput) 
 	if cfg.CustomerMemory <= 0 {
 		cfg.CustomerMemory = 90 * 24 * time.Hour
 	}
-	return []HoldCheck{{Name: "suspicious", Fn: func(ctx context.Context, in *CheckInput) (string, error) {
+	return []ReviewCheck{{Name: "suspicious", Fn: func(ctx context.Context, in *CheckInput) (string, error) {
 		id := orderID(in)
 		cust := fingerprint(in.Channel, in.Req.Customer.ID)
 		lines := slices.Clone(in.Req.Lines)

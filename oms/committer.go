@@ -91,7 +91,7 @@ type Committer struct {
 }
 
 // ErrClosed is returned for work submitted after Close.
-var ErrClosed = &Error{Kind: KindUnavailable, Slug: "shutting-down", Detail: "the server is shutting down"}
+var ErrClosed = &Error{Kind: KindUnavailable, Slug: SlugShuttingDown, Detail: "the server is shutting down"}
 
 // NewCommitter starts the shards.
 func NewCommitter(cfg CommitterConfig, store BatchStore, reg prometheus.Registerer) *Committer {

@@ -14,6 +14,35 @@ const (
 	TopicOrders    = "oms.orders"    // key = order id
 )
 
+// EventType names a kind of event on the contract's topics.
+type EventType string
+
+// Events omsd publishes. An order's status change publishes
+// StatusEvent(status) ("order.shipped", "order.cancelled", ...).
+const (
+	EventOrderCreated            EventType = "order.created"
+	EventOrderPaid               EventType = "order.paid"
+	EventOrderReleased           EventType = "order.released"
+	EventOrderExpired            EventType = "order.expired"
+	EventOrderCancelFailed       EventType = "order.cancel_failed"
+	EventOrderBackordered        EventType = "order.backordered"
+	EventOrderReviewCleared      EventType = "order.hold_cleared" // v1 wire name
+	EventShipmentRequested       EventType = "shipment.requested"
+	EventShipmentCancelRequested EventType = "shipment.cancel_requested"
+)
+
+// Events warehouses send on wms.events (and POST /v1/shipments/{id}/events).
+const (
+	WMSAcknowledged  EventType = "shipment.acknowledged"
+	WMSShipped       EventType = "shipment.shipped"
+	WMSRejected      EventType = "shipment.rejected"
+	WMSCancelled     EventType = "shipment.cancelled"
+	WMSCancelRefused EventType = "shipment.cancel_refused"
+)
+
+// StatusEvent is the oms.orders event of an order that moved to s.
+func StatusEvent(s OrderStatus) EventType { return EventType("order." + string(s)) }
+
 // OutboxEvent is an event written in the same transaction as the state
 // change it reports; the relay publishes it.
 type OutboxEvent struct {
@@ -42,7 +71,7 @@ func EventID(parts ...string) string {
 // OrderEvent is the payload of oms.orders.
 type OrderEvent struct {
 	EventID    string    `json:"event_id"`
-	Type       string    `json:"type"`
+	Type       EventType `json:"type"`
 	OrderID    string    `json:"order_id"`
 	Order      *Order    `json:"order"`
 	OccurredAt time.Time `json:"occurred_at"`
@@ -51,7 +80,7 @@ type OrderEvent struct {
 // ShipmentEvent is the payload of oms.shipments.
 type ShipmentEvent struct {
 	EventID    string     `json:"event_id"`
-	Type       string     `json:"type"`
+	Type       EventType  `json:"type"`
 	ShipmentID string     `json:"shipment_id"`
 	OrderID    string     `json:"order_id"`
 	NodeID     string     `json:"node_id"`
@@ -66,7 +95,7 @@ type ShipmentEvent struct {
 // WMSEvent is the payload of wms.events (and of POST /v1/shipments/{id}/events).
 type WMSEvent struct {
 	EventID        string    `json:"event_id"`
-	Type           string    `json:"type"`
+	Type           EventType `json:"type"`
 	ShipmentID     string    `json:"shipment_id"`
 	TrackingNumber string    `json:"tracking_number,omitempty"`
 	Reason         string    `json:"reason,omitempty"`
@@ -74,18 +103,18 @@ type WMSEvent struct {
 }
 
 // orderEvent builds the oms.orders event of the order's current version.
-func orderEvent(typ string, o *Order, now time.Time) OutboxEvent {
+func orderEvent(typ EventType, o *Order, now time.Time) OutboxEvent {
 	doc, _ := json.Marshal(o)
 	return orderEventDoc(typ, o, doc, now)
 }
 
 // orderEventDoc is orderEvent with the order already encoded (intake
 // encodes a new order once for the row, the event and the answer).
-func orderEventDoc(typ string, o *Order, doc []byte, now time.Time) OutboxEvent {
-	id := EventID(o.ID, typ, itoa64(int64(o.Version)))
+func orderEventDoc(typ EventType, o *Order, doc []byte, now time.Time) OutboxEvent {
+	id := EventID(o.ID, string(typ), itoa64(int64(o.Version)))
 	b, _ := json.Marshal(struct {
 		EventID    string          `json:"event_id"`
-		Type       string          `json:"type"`
+		Type       EventType       `json:"type"`
 		OrderID    string          `json:"order_id"`
 		Order      json.RawMessage `json:"order"`
 		OccurredAt time.Time       `json:"occurred_at"`
@@ -94,8 +123,8 @@ func orderEventDoc(typ string, o *Order, doc []byte, now time.Time) OutboxEvent 
 }
 
 // shipmentEvent builds an oms.shipments event for one shipment.
-func shipmentEvent(typ string, o *Order, s *Shipment, now time.Time) OutboxEvent {
-	id := EventID(s.ID, typ)
+func shipmentEvent(typ EventType, o *Order, s *Shipment, now time.Time) OutboxEvent {
+	id := EventID(s.ID, string(typ))
 	b, _ := json.Marshal(ShipmentEvent{EventID: id, Type: typ, ShipmentID: s.ID, OrderID: o.ID, NodeID: s.NodeID,
 		Lines: s.Lines, ShipTo: o.ShipTo, PickupNode: o.Fulfillment.PickupNode, Attribution: o.Attribution, OccurredAt: now})
 	return OutboxEvent{ID: id, Topic: TopicShipments, Key: s.NodeID, Seq: int64(o.Version), Payload: b, At: now}

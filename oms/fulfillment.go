@@ -40,15 +40,6 @@ import (
 // and if even that fails the reconciler releases the holds no shipment
 // owns after its grace period.
 
-// WMS event types (wms.events and POST /v1/shipments/{id}/events).
-const (
-	WMSAcknowledged  = "shipment.acknowledged"
-	WMSShipped       = "shipment.shipped"
-	WMSRejected      = "shipment.rejected"
-	WMSCancelled     = "shipment.cancelled"
-	WMSCancelRefused = "shipment.cancel_refused"
-)
-
 // Order flags set by the fulfillment pipeline.
 const (
 	// FlagCancelFailed: the buyer cancelled, but (part of) the order shipped
@@ -61,11 +52,11 @@ const (
 	FlagBackordered = "backordered"
 )
 
-// HoldReasonResourcing is recorded when the rules' fallback for a
+// ReviewResourcingFailed is recorded when the rules' fallback for a
 // re-sourcing that found no node is "hold": the order keeps its status
 // (its other shipments may be at warehouses already), gets FlagBackordered,
 // and this reason tells the reviewer why.
-const HoldReasonResourcing = "resourcing_failed"
+const ReviewResourcingFailed = "resourcing_failed"
 
 // ErrEventIgnored marks a warehouse event that was recorded as processed
 // but changed nothing because it does not fit the shipment's state (late,
@@ -276,11 +267,11 @@ func ValidateWMSEvent(ev WMSEvent) error {
 }
 
 func staleEvent(format string, args ...any) error {
-	return &Error{Kind: KindConflict, Slug: "stale-event", Detail: fmt.Sprintf(format, args...), Err: ErrEventIgnored}
+	return &Error{Kind: KindConflict, Slug: SlugStaleEvent, Detail: fmt.Sprintf(format, args...), Err: ErrEventIgnored}
 }
 
 func conflictingEvent(format string, args ...any) error {
-	return &Error{Kind: KindConflict, Slug: "event-conflict", Detail: fmt.Sprintf(format, args...), Err: ErrEventIgnored}
+	return &Error{Kind: KindConflict, Slug: SlugEventConflict, Detail: fmt.Sprintf(format, args...), Err: ErrEventIgnored}
 }
 
 // ApplyWMSEvent applies one warehouse event exactly once (by event_id, in
@@ -300,10 +291,10 @@ func (f *FulfillmentService) ApplyWMSEvent(ctx context.Context, ev WMSEvent) (*O
 	orderID, err := f.store.ShipmentOrder(ctx, ev.ShipmentID)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
-			f.results.WithLabelValues(ev.Type, "unknown_shipment").Inc()
-			return nil, Errorf(KindNotFound, "not-found", "no shipment %s", ev.ShipmentID)
+			f.results.WithLabelValues(string(ev.Type), "unknown_shipment").Inc()
+			return nil, Errorf(KindNotFound, SlugNotFound, "no shipment %s", ev.ShipmentID)
 		}
-		f.results.WithLabelValues(ev.Type, "error").Inc()
+		f.results.WithLabelValues(string(ev.Type), "error").Inc()
 		return nil, unavailable("shipment lookup failed", err)
 	}
 	for attempt := 0; ; attempt++ {
@@ -312,12 +303,12 @@ func (f *FulfillmentService) ApplyWMSEvent(ctx context.Context, ev WMSEvent) (*O
 			if attempt < 3 {
 				continue
 			}
-			f.results.WithLabelValues(ev.Type, "error").Inc()
+			f.results.WithLabelValues(string(ev.Type), "error").Inc()
 			return nil, unavailable("the order keeps changing; retry the event", err)
 		}
 		// The warehouse's confirmation ended a cancellation: the customer's
 		// purchase-limit allowance comes back (idempotent per order).
-		if err == nil && o != nil && o.Status == StatusCancelled && ev.Type == "shipment.cancelled" && f.GiveBack != nil {
+		if err == nil && o != nil && o.Status == OrderCancelled && ev.Type == WMSCancelled && f.GiveBack != nil {
 			f.GiveBack(ctx, o)
 		}
 		return o, err
@@ -332,8 +323,8 @@ type prepared struct {
 }
 
 func resourcable(o *Order, s *Shipment) bool {
-	return (o.Status == StatusReleased || o.Status == StatusPartiallyShipped) &&
-		(s.Status == ShipRequested || s.Status == ShipAcknowledged)
+	return (o.Status == OrderReleased || o.Status == OrderPartiallyShipped) &&
+		(s.Status == ShipmentRequested || s.Status == ShipmentAcknowledged)
 }
 
 func (o *Order) shipment(id string) *Shipment {
@@ -359,7 +350,7 @@ func (f *FulfillmentService) prepareResource(ctx context.Context, orderID string
 	// Never back to a node that rejected lines of this order.
 	exclude := map[string]bool{s.NodeID: true}
 	for _, sh := range o.Shipments {
-		if sh.Status == ShipRejected {
+		if sh.Status == ShipmentRejected {
 			exclude[sh.NodeID] = true
 		}
 	}
@@ -370,7 +361,7 @@ func (f *FulfillmentService) prepareResource(ctx context.Context, orderID string
 		}
 	}
 	pl, err := planReserve(ctx, f.stock, orderSourcing(o, s.Lines), cands, f.catalog.Rules(),
-		ShipRequested, time.Time{}, f.cfg.MaxPlanAttempts, true, f.releaseShips, nil)
+		ShipmentRequested, time.Time{}, f.cfg.MaxPlanAttempts, true, f.releaseShips, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +373,7 @@ func (f *FulfillmentService) applyWMS(ctx context.Context, orderID string, ev WM
 	if ev.Type == WMSRejected || ev.Type == WMSCancelled {
 		p, err := f.prepareResource(ctx, orderID, ev)
 		if err != nil {
-			f.results.WithLabelValues(ev.Type, "error").Inc()
+			f.results.WithLabelValues(string(ev.Type), "error").Inc()
 			return nil, err
 		}
 		prep = p
@@ -399,29 +390,29 @@ func (f *FulfillmentService) applyWMS(ctx context.Context, orderID string, ev WM
 	}
 	switch {
 	case err == nil && !applied:
-		f.results.WithLabelValues(ev.Type, "duplicate").Inc()
+		f.results.WithLabelValues(string(ev.Type), "duplicate").Inc()
 		return o, nil
 	case err == nil:
-		f.results.WithLabelValues(ev.Type, "applied").Inc()
+		f.results.WithLabelValues(string(ev.Type), "applied").Inc()
 		f.apply(ctx, orderID, eff)
 		return o, nil
 	case errors.Is(err, ErrEventIgnored):
 		var e *Error
-		if errors.As(err, &e) && e.Slug == "stale-event" {
-			f.results.WithLabelValues(ev.Type, "ignored").Inc()
+		if errors.As(err, &e) && e.Slug == SlugStaleEvent {
+			f.results.WithLabelValues(string(ev.Type), "ignored").Inc()
 			f.log.Info("warehouse event already covered by the shipment's state", "event_id", ev.EventID, "type", ev.Type, "shipment_id", ev.ShipmentID, "detail", e.Detail)
 			return o, nil
 		}
-		f.results.WithLabelValues(ev.Type, "conflict").Inc()
+		f.results.WithLabelValues(string(ev.Type), "conflict").Inc()
 		f.log.Warn("warehouse event contradicts the shipment's state; recorded, nothing changed", "event_id", ev.EventID, "type", ev.Type, "shipment_id", ev.ShipmentID, "err", err)
 		return o, err
 	case errors.Is(err, errStateMoved):
 		return nil, err
 	case KindOf(err) == KindConflict || KindOf(err) == KindNotFound:
-		f.results.WithLabelValues(ev.Type, "conflict").Inc()
+		f.results.WithLabelValues(string(ev.Type), "conflict").Inc()
 		return nil, err
 	default:
-		f.results.WithLabelValues(ev.Type, "error").Inc()
+		f.results.WithLabelValues(string(ev.Type), "error").Inc()
 		return nil, unavailable("the warehouse event could not be applied", err)
 	}
 }
@@ -455,7 +446,7 @@ func (f *FulfillmentService) dropPrepared(ctx context.Context, orderID string, s
 // Redis commit of its hold (the SQL ledger is written by the store in the
 // same transaction).
 func ship(s *Shipment, ev WMSEvent, eff *effects) {
-	s.Status = ShipShipped
+	s.Status = ShipmentShipped
 	if ev.TrackingNumber != "" {
 		s.TrackingNumber = ev.TrackingNumber
 	}
@@ -490,20 +481,20 @@ func (f *FulfillmentService) wmsTransition(o *Order, ev WMSEvent, prep *prepared
 
 	switch ev.Type {
 	case WMSAcknowledged:
-		if s.Status != ShipRequested {
+		if s.Status != ShipmentRequested {
 			return nil, staleEvent("shipment %s is %s", s.ID, s.Status)
 		}
-		s.Status = ShipAcknowledged
+		s.Status = ShipmentAcknowledged
 
 	case WMSShipped:
 		switch s.Status {
-		case ShipRequested, ShipAcknowledged:
+		case ShipmentRequested, ShipmentAcknowledged:
 			ship(s, ev, eff)
-		case ShipCancelRequested:
+		case ShipmentCancelRequested:
 			// Shipped before the cancel reached the warehouse.
 			flag(FlagCancelFailed)
 			ship(s, ev, eff)
-		case ShipShipped:
+		case ShipmentShipped:
 			return nil, staleEvent("shipment %s is already shipped", s.ID)
 		default:
 			return nil, conflictingEvent("shipment %s is %s; the warehouse reports it shipped", s.ID, s.Status)
@@ -511,32 +502,32 @@ func (f *FulfillmentService) wmsTransition(o *Order, ev WMSEvent, prep *prepared
 
 	case WMSRejected, WMSCancelled:
 		switch {
-		case s.Status == ShipCancelRequested:
+		case s.Status == ShipmentCancelRequested:
 			// The warehouse will not ship it: the interception succeeded.
-			s.Status = ShipCancelled
+			s.Status = ShipmentCancelled
 			eff.release = append(eff.release, ref(s))
-		case s.Status == ShipRequested || s.Status == ShipAcknowledged:
+		case s.Status == ShipmentRequested || s.Status == ShipmentAcknowledged:
 			// Rejected, short-picked, or cancelled by the warehouse on its
 			// own: source the lines again elsewhere.
 			if !resourcable(o, s) {
-				s.Status = ShipRejected
+				s.Status = ShipmentRejected
 				eff.release = append(eff.release, ref(s))
 				break
 			}
 			if prep == nil {
 				return nil, errStateMoved // prepared when it was not resourcable
 			}
-			s.Status = ShipRejected
+			s.Status = ShipmentRejected
 			eff.release = append(eff.release, ref(s))
 			added = prep.ships
 			*used = true
 			if prep.plan == nil || prep.plan.Outcome != sourcing.OutcomeFulfilled || len(prep.ships) == 0 {
 				flag(FlagBackordered)
-				if prep.plan != nil && prep.plan.Outcome == sourcing.OutcomeHold && !slices.Contains(o.HoldReasons, HoldReasonResourcing) {
-					o.HoldReasons = append(o.HoldReasons, HoldReasonResourcing)
+				if prep.plan != nil && prep.plan.Outcome == sourcing.OutcomeHold && !slices.Contains(o.ReviewReasons, ReviewResourcingFailed) {
+					o.ReviewReasons = append(o.ReviewReasons, ReviewResourcingFailed)
 				}
 			}
-		case s.Status == ShipCancelled || s.Status == ShipRejected:
+		case s.Status == ShipmentCancelled || s.Status == ShipmentRejected:
 			return nil, staleEvent("shipment %s is already %s", s.ID, s.Status)
 		default:
 			return nil, conflictingEvent("shipment %s is %s; the warehouse reports %s", s.ID, s.Status, ev.Type)
@@ -544,19 +535,19 @@ func (f *FulfillmentService) wmsTransition(o *Order, ev WMSEvent, prep *prepared
 
 	case WMSCancelRefused:
 		switch s.Status {
-		case ShipCancelRequested:
+		case ShipmentCancelRequested:
 			flag(FlagCancelFailed)
 			if ev.TrackingNumber != "" {
 				ship(s, ev, eff) // refused because it shipped: the report says so
 			} else {
-				s.Status = ShipAcknowledged // it will ship
+				s.Status = ShipmentAcknowledged // it will ship
 			}
-		case ShipShipped, ShipRequested, ShipAcknowledged:
+		case ShipmentShipped, ShipmentRequested, ShipmentAcknowledged:
 			if o.CancelReason == "" {
 				return nil, staleEvent("no cancel was requested for shipment %s", s.ID)
 			}
 			flag(FlagCancelFailed)
-			if ev.TrackingNumber != "" && s.Status != ShipShipped {
+			if ev.TrackingNumber != "" && s.Status != ShipmentShipped {
 				ship(s, ev, eff)
 			}
 		default:
@@ -565,21 +556,21 @@ func (f *FulfillmentService) wmsTransition(o *Order, ev WMSEvent, prep *prepared
 	}
 
 	for i := range added {
-		added[i].Status = ShipRequested
+		added[i].Status = ShipmentRequested
 		o.Shipments = append(o.Shipments, added[i])
-		evs = append(evs, shipmentEvent("shipment.requested", o, &o.Shipments[len(o.Shipments)-1], now))
+		evs = append(evs, shipmentEvent(EventShipmentRequested, o, &o.Shipments[len(o.Shipments)-1], now))
 	}
 	if next := settle(o); next != o.Status {
 		if err := Transition(o, next); err != nil {
 			return nil, err
 		}
-		evs = append(evs, orderEvent("order."+next, o, now))
+		evs = append(evs, orderEvent(StatusEvent(next), o, now))
 	}
 	if flagged[FlagCancelFailed] {
-		evs = append(evs, orderEvent("order.cancel_failed", o, now))
+		evs = append(evs, orderEvent(EventOrderCancelFailed, o, now))
 	}
 	if flagged[FlagBackordered] {
-		evs = append(evs, orderEvent("order.backordered", o, now))
+		evs = append(evs, orderEvent(EventOrderBackordered, o, now))
 	}
 	return stagger(evs, now), nil
 }
@@ -587,39 +578,39 @@ func (f *FulfillmentService) wmsTransition(o *Order, ev WMSEvent, prep *prepared
 // settle derives the order's status from its shipments after a warehouse
 // event. Rejected shipments were replaced (or backordered) and count for
 // nothing; cancelled ones count for nothing either.
-func settle(o *Order) string {
+func settle(o *Order) OrderStatus {
 	var open, cancelling, shipped int
 	for _, s := range o.Shipments {
 		switch s.Status {
-		case ShipPending, ShipRequested, ShipAcknowledged:
+		case ShipmentPending, ShipmentRequested, ShipmentAcknowledged:
 			open++
-		case ShipCancelRequested:
+		case ShipmentCancelRequested:
 			cancelling++
-		case ShipShipped:
+		case ShipmentShipped:
 			shipped++
 		}
 	}
 	switch o.Status {
-	case StatusCancelRequested:
+	case OrderCancelRequested:
 		if cancelling > 0 {
 			return o.Status // answers still due
 		}
 		switch {
 		case open == 0 && shipped == 0:
-			return StatusCancelled
+			return OrderCancelled
 		case open == 0:
-			return StatusShipped // what shipped went out; the rest is cancelled
+			return OrderShipped // what shipped went out; the rest is cancelled
 		case shipped > 0:
-			return StatusPartiallyShipped
+			return OrderPartiallyShipped
 		default:
-			return StatusReleased
+			return OrderReleased
 		}
-	case StatusReleased, StatusPartiallyShipped:
+	case OrderReleased, OrderPartiallyShipped:
 		switch {
 		case shipped > 0 && open == 0 && cancelling == 0:
-			return StatusShipped
+			return OrderShipped
 		case shipped > 0:
-			return StatusPartiallyShipped
+			return OrderPartiallyShipped
 		}
 	}
 	return o.Status
@@ -630,7 +621,7 @@ func settle(o *Order) string {
 // does not allow aborts the transaction as a bug.
 func guarded(fn func(o *Order) ([]OutboxEvent, error)) func(o *Order) ([]OutboxEvent, error) {
 	return func(o *Order) ([]OutboxEvent, error) {
-		before := make(map[string]string, len(o.Shipments))
+		before := make(map[string]ShipmentStatus, len(o.Shipments))
 		for _, s := range o.Shipments {
 			before[s.ID] = s.Status
 		}
@@ -640,7 +631,7 @@ func guarded(fn func(o *Order) ([]OutboxEvent, error)) func(o *Order) ([]OutboxE
 		}
 		for _, s := range o.Shipments {
 			if b, ok := before[s.ID]; ok && b != s.Status && !CanTransitionShipment(b, s.Status) {
-				return nil, &Error{Kind: KindInternal, Slug: "invalid-transition",
+				return nil, &Error{Kind: KindInternal, Slug: SlugInvalidTransition,
 					Detail: fmt.Sprintf("shipment %s cannot go from %s to %s", s.ID, b, s.Status)}
 			}
 		}
@@ -662,12 +653,12 @@ func stagger(evs []OutboxEvent, now time.Time) []OutboxEvent {
 
 func validOrderID(id string) error {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return Errorf(KindNotFound, "not-found", "no such order")
+		return Errorf(KindNotFound, SlugNotFound, "no such order")
 	}
 	return nil
 }
 
-func notYours() error { return Errorf(KindNotFound, "not-found", "no such order") }
+func notYours() error { return Errorf(KindNotFound, SlugNotFound, "no such order") }
 
 // current returns the order for channel ("" = any) after errUnchanged.
 func (f *FulfillmentService) current(ctx context.Context, channel, id string) (*Order, error) {
@@ -709,18 +700,18 @@ func (f *FulfillmentService) Cancel(ctx context.Context, channel, id, reason str
 			return nil, notYours()
 		}
 		switch o.Status {
-		case StatusCancelled, StatusCancelRequested:
+		case OrderCancelled, OrderCancelRequested:
 			return nil, errUnchanged
-		case StatusExpired:
-			return nil, Errorf(KindConflict, "order-expired", "the order expired unpaid; there is nothing to cancel")
-		case StatusShipped:
-			return nil, Errorf(KindConflict, "already-shipped", "every shipment of the order has shipped; too late to cancel")
+		case OrderExpired:
+			return nil, Errorf(KindConflict, SlugOrderExpired, "the order expired unpaid; there is nothing to cancel")
+		case OrderShipped:
+			return nil, Errorf(KindConflict, SlugAlreadyShipped, "every shipment of the order has shipped; too late to cancel")
 		}
 		if slices.Contains(o.Flags, FlagCancelFailed) {
 			// A warehouse refused an earlier cancel: the goods are on their
 			// way, and the cancel request of a shipment is one event (its id
 			// is derived from the shipment), never sent twice.
-			return nil, Errorf(KindConflict, "already-shipped", "an earlier cancel was refused by the warehouse; the order ships and needs a return")
+			return nil, Errorf(KindConflict, SlugAlreadyShipped, "an earlier cancel was refused by the warehouse; the order ships and needs a return")
 		}
 		now := f.Now().UTC()
 		o.Version++
@@ -729,32 +720,32 @@ func (f *FulfillmentService) Cancel(ctx context.Context, channel, id, reason str
 		for i := range o.Shipments {
 			s := &o.Shipments[i]
 			switch s.Status {
-			case ShipPending:
-				s.Status = ShipCancelled
+			case ShipmentPending:
+				s.Status = ShipmentCancelled
 				eff.release = append(eff.release, ref(s))
-			case ShipRequested, ShipAcknowledged:
-				s.Status = ShipCancelRequested
-				evs = append(evs, shipmentEvent("shipment.cancel_requested", o, s, now))
+			case ShipmentRequested, ShipmentAcknowledged:
+				s.Status = ShipmentCancelRequested
+				evs = append(evs, shipmentEvent(EventShipmentCancelRequested, o, s, now))
 				asked++
-			case ShipShipped:
+			case ShipmentShipped:
 				shipped++
 			}
 		}
 		if asked == 0 && shipped > 0 {
-			return nil, Errorf(KindConflict, "already-shipped", "every open shipment of the order has shipped; too late to cancel")
+			return nil, Errorf(KindConflict, SlugAlreadyShipped, "every open shipment of the order has shipped; too late to cancel")
 		}
 		o.CancelReason = reason
 		cancelFailed := shipped > 0 && addFlag(o, FlagCancelFailed)
-		next := StatusCancelled
+		next := OrderCancelled
 		if asked > 0 {
-			next = StatusCancelRequested
+			next = OrderCancelRequested
 		}
 		if err := Transition(o, next); err != nil {
 			return nil, err
 		}
-		evs = append(evs, orderEvent("order."+next, o, now))
+		evs = append(evs, orderEvent(StatusEvent(next), o, now))
 		if cancelFailed {
-			evs = append(evs, orderEvent("order.cancel_failed", o, now))
+			evs = append(evs, orderEvent(EventOrderCancelFailed, o, now))
 		}
 		return stagger(evs, now), nil
 	}))
@@ -768,7 +759,7 @@ func (f *FulfillmentService) Cancel(ctx context.Context, channel, id, reason str
 	}
 	f.results.WithLabelValues("cancel", "applied").Inc()
 	f.apply(ctx, id, eff)
-	if o.Status == StatusCancelled && f.GiveBack != nil {
+	if o.Status == OrderCancelled && f.GiveBack != nil {
 		f.GiveBack(ctx, o)
 	}
 	return o, nil
@@ -793,11 +784,11 @@ func (f *FulfillmentService) Pay(ctx context.Context, channel, id string) (*Orde
 		}
 		now := f.Now().UTC()
 		switch o.Status {
-		case StatusExpired:
-			return nil, Errorf(KindConflict, "expired", "the payment deadline passed; the order expired and its stock was released")
-		case StatusCancelled, StatusCancelRequested:
-			return nil, Errorf(KindConflict, "order-cancelled", "the order is cancelled")
-		case StatusPendingPayment, StatusOnHold:
+		case OrderExpired:
+			return nil, Errorf(KindConflict, SlugPaymentExpired, "the payment deadline passed; the order expired and its stock was released")
+		case OrderCancelled, OrderCancelRequested:
+			return nil, Errorf(KindConflict, SlugOrderCancelled, "the order is cancelled")
+		case OrderPendingPayment, OrderInReview:
 		default:
 			return nil, errUnchanged // released or later: paid already
 		}
@@ -807,7 +798,7 @@ func (f *FulfillmentService) Pay(ctx context.Context, channel, id string) (*Orde
 		if o.ReservedUntil != nil && now.After(*o.ReservedUntil) {
 			// The expiry worker expires it (and releases the stock); the
 			// Redis hold may already be gone past its grace.
-			return nil, Errorf(KindConflict, "expired", "the payment deadline %s passed", o.ReservedUntil.Format(time.RFC3339))
+			return nil, Errorf(KindConflict, SlugPaymentExpired, "the payment deadline %s passed", o.ReservedUntil.Format(time.RFC3339))
 		}
 		o.Version++
 		o.PaymentStatus = PaymentPaid
@@ -815,23 +806,23 @@ func (f *FulfillmentService) Pay(ctx context.Context, channel, id string) (*Orde
 		var evs []OutboxEvent
 		for i := range o.Shipments {
 			s := &o.Shipments[i]
-			if s.Status == ShipPending {
+			if s.Status == ShipmentPending {
 				eff.confirm = append(eff.confirm, ref(s))
 			}
 		}
-		if o.Status == StatusPendingPayment {
-			if err := Transition(o, StatusReleased); err != nil {
+		if o.Status == OrderPendingPayment {
+			if err := Transition(o, OrderReleased); err != nil {
 				return nil, err
 			}
 			for i := range o.Shipments {
 				s := &o.Shipments[i]
-				if s.Status == ShipPending {
-					s.Status = ShipRequested
-					evs = append(evs, shipmentEvent("shipment.requested", o, s, now))
+				if s.Status == ShipmentPending {
+					s.Status = ShipmentRequested
+					evs = append(evs, shipmentEvent(EventShipmentRequested, o, s, now))
 				}
 			}
 		}
-		evs = append(evs, orderEvent("order.paid", o, now))
+		evs = append(evs, orderEvent(EventOrderPaid, o, now))
 		return stagger(evs, now), nil
 	}))
 	switch {
@@ -880,22 +871,22 @@ func (f *FulfillmentService) ExpireDue(ctx context.Context, now time.Time, limit
 		var eff effects
 		expired, err := f.store.TransitionOrder(ctx, id, guarded(func(o *Order) ([]OutboxEvent, error) {
 			eff.reset()
-			if (o.Status != StatusPendingPayment && o.Status != StatusOnHold) || o.PaymentStatus == PaymentPaid ||
+			if (o.Status != OrderPendingPayment && o.Status != OrderInReview) || o.PaymentStatus == PaymentPaid ||
 				o.ReservedUntil == nil || o.ReservedUntil.After(now) {
 				return nil, errUnchanged // paid, cancelled or expired meanwhile
 			}
 			o.Version++
-			if err := Transition(o, StatusExpired); err != nil {
+			if err := Transition(o, OrderExpired); err != nil {
 				return nil, err
 			}
 			for i := range o.Shipments {
 				s := &o.Shipments[i]
-				if s.Status == ShipPending {
-					s.Status = ShipCancelled
+				if s.Status == ShipmentPending {
+					s.Status = ShipmentCancelled
 					eff.release = append(eff.release, ref(s))
 				}
 			}
-			return []OutboxEvent{orderEvent("order.expired", o, f.Now().UTC())}, nil
+			return []OutboxEvent{orderEvent(EventOrderExpired, o, f.Now().UTC())}, nil
 		}))
 		switch {
 		case errors.Is(err, errUnchanged):

@@ -121,7 +121,7 @@ func (g *gate) deliveries(eventID string) int {
 }
 
 type hold struct {
-	typ     string
+	typ     oms.EventType
 	arrived chan struct{}
 	open    chan struct{}
 	once    sync.Once
@@ -143,7 +143,7 @@ func (g *gate) ApplyWMSEvent(ctx context.Context, ev oms.WMSEvent) (*oms.Order, 
 	return g.inner.ApplyWMSEvent(ctx, ev)
 }
 
-func (g *gate) hold(shipmentID, typ string) *hold {
+func (g *gate) hold(shipmentID string, typ oms.EventType) *hold {
 	h := &hold{typ: typ, arrived: make(chan struct{}), open: make(chan struct{})}
 	g.mu.Lock()
 	g.held[shipmentID] = h
@@ -360,10 +360,10 @@ func kcat(t *testing.T, brokers []string, topic string) []record {
 	return recs
 }
 
-func find(recs []record, typ, shipmentID, orderID string) []record {
+func find(recs []record, typ oms.EventType, shipmentID, orderID string) []record {
 	var out []record
 	for _, r := range recs {
-		if r.Ev.Type == typ && (shipmentID == "" || r.Ev.ShipmentID == shipmentID) && (orderID == "" || r.Ev.OrderID == orderID) {
+		if oms.EventType(r.Ev.Type) == typ && (shipmentID == "" || r.Ev.ShipmentID == shipmentID) && (orderID == "" || r.Ev.OrderID == orderID) {
 			out = append(out, r)
 		}
 	}
@@ -400,13 +400,13 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		p.t = t
 		p.setStock("FAST", "SKU-SHIP", 10)
 		o := p.submit("SKU-SHIP", 2, oms.PaymentPaid)
-		if o.Status != oms.StatusReleased || o.Shipments[0].Status != oms.ShipRequested {
+		if o.Status != oms.OrderReleased || o.Shipments[0].Status != oms.ShipmentRequested {
 			t.Fatalf("got %s %s, want released/requested", o.Status, o.Shipments[0].Status)
 		}
 		p.wantStock("FAST", "SKU-SHIP", 10, 2)
-		shipped = p.waitOrder(o.ID, 30*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.StatusShipped })
+		shipped = p.waitOrder(o.ID, 30*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.OrderShipped })
 		s := shipped.Shipments[0]
-		if s.Status != oms.ShipShipped || s.TrackingNumber != wmssim.TrackingNumber(s.ID) {
+		if s.Status != oms.ShipmentShipped || s.TrackingNumber != wmssim.TrackingNumber(s.ID) {
 			t.Errorf("got shipment %s tracking %q, want shipped with the simulator's tracking number", s.Status, s.TrackingNumber)
 		}
 		p.wantStock("FAST", "SKU-SHIP", 8, 0)
@@ -416,16 +416,16 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		p.t = t
 		p.setStock("SLOW", "SKU-CXL", 10)
 		o := p.submit("SKU-CXL", 3, oms.PaymentPaid)
-		p.waitOrder(o.ID, 20*time.Second, "acknowledged", func(o *oms.Order) bool { return o.Shipments[0].Status == oms.ShipAcknowledged })
+		p.waitOrder(o.ID, 20*time.Second, "acknowledged", func(o *oms.Order) bool { return o.Shipments[0].Status == oms.ShipmentAcknowledged })
 		got, err := p.f.Cancel(p.ctx, channel, o.ID, "buyer changed their mind")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Status != oms.StatusCancelRequested {
+		if got.Status != oms.OrderCancelRequested {
 			t.Fatalf("got %s, want cancel_requested", got.Status)
 		}
-		cancelled = p.waitOrder(o.ID, 20*time.Second, "cancelled", func(o *oms.Order) bool { return o.Status == oms.StatusCancelled })
-		if cancelled.Shipments[0].Status != oms.ShipCancelled {
+		cancelled = p.waitOrder(o.ID, 20*time.Second, "cancelled", func(o *oms.Order) bool { return o.Status == oms.OrderCancelled })
+		if cancelled.Shipments[0].Status != oms.ShipmentCancelled {
 			t.Errorf("got shipment %s, want cancelled", cancelled.Shipments[0].Status)
 		}
 		p.wantStock("SLOW", "SKU-CXL", 10, 0)
@@ -448,7 +448,7 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Status != oms.StatusCancelRequested {
+		if got.Status != oms.OrderCancelRequested {
 			t.Fatalf("got %s, want cancel_requested", got.Status)
 		}
 		// The simulator answers the cancel with cancel_refused.
@@ -457,9 +457,9 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		})
 		close(h.open)
 		refused = p.waitOrder(o.ID, 20*time.Second, "shipped and flagged", func(o *oms.Order) bool {
-			return o.Status == oms.StatusShipped && slices.Contains(o.Flags, oms.FlagCancelFailed)
+			return o.Status == oms.OrderShipped && slices.Contains(o.Flags, oms.FlagCancelFailed)
 		})
-		if refused.Shipments[0].Status != oms.ShipShipped || refused.CancelReason != "too late" {
+		if refused.Shipments[0].Status != oms.ShipmentShipped || refused.CancelReason != "too late" {
 			t.Errorf("got shipment %s reason %q", refused.Shipments[0].Status, refused.CancelReason)
 		}
 		p.wantStock("FAST", "SKU-LATE", 9, 0)
@@ -473,9 +473,9 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		if o.Shipments[0].NodeID != "SHORT" {
 			t.Fatalf("got first node %s, want SHORT (highest priority)", o.Shipments[0].NodeID)
 		}
-		resourced = p.waitOrder(o.ID, 30*time.Second, "shipped from ALT", func(o *oms.Order) bool { return o.Status == oms.StatusShipped })
-		if len(resourced.Shipments) != 2 || resourced.Shipments[0].Status != oms.ShipRejected ||
-			resourced.Shipments[1].NodeID != "ALT" || resourced.Shipments[1].Status != oms.ShipShipped {
+		resourced = p.waitOrder(o.ID, 30*time.Second, "shipped from ALT", func(o *oms.Order) bool { return o.Status == oms.OrderShipped })
+		if len(resourced.Shipments) != 2 || resourced.Shipments[0].Status != oms.ShipmentRejected ||
+			resourced.Shipments[1].NodeID != "ALT" || resourced.Shipments[1].Status != oms.ShipmentShipped {
 			t.Fatalf("got shipments %+v, want SHORT rejected and ALT shipped", resourced.Shipments)
 		}
 		p.wantStock("SHORT", "SKU-RS", 5, 0)
@@ -486,15 +486,15 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		p.t = t
 		p.setStock("FAST", "SKU-EXP", 10)
 		o := p.submit("SKU-EXP", 4, oms.PaymentPending)
-		if o.Status != oms.StatusPendingPayment || o.Shipments[0].Status != oms.ShipPending {
+		if o.Status != oms.OrderPendingPayment || o.Shipments[0].Status != oms.ShipmentPending {
 			t.Fatalf("got %s %s, want pending_payment/pending", o.Status, o.Shipments[0].Status)
 		}
 		p.wantStock("FAST", "SKU-EXP", 10, 4)
-		expired = p.waitOrder(o.ID, 20*time.Second, "expired", func(o *oms.Order) bool { return o.Status == oms.StatusExpired })
+		expired = p.waitOrder(o.ID, 20*time.Second, "expired", func(o *oms.Order) bool { return o.Status == oms.OrderExpired })
 		p.wantStock("FAST", "SKU-EXP", 10, 0)
 		_, err := p.f.Pay(p.ctx, channel, o.ID)
 		var e *oms.Error
-		if !errors.As(err, &e) || e.Slug != "expired" {
+		if !errors.As(err, &e) || e.Slug != oms.SlugPaymentExpired {
 			t.Errorf("paying after expiry: got %v, want 409 expired", err)
 		}
 	})
@@ -507,10 +507,10 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Status != oms.StatusReleased || got.Shipments[0].Status != oms.ShipRequested {
+		if got.Status != oms.OrderReleased || got.Shipments[0].Status != oms.ShipmentRequested {
 			t.Fatalf("got %s %s, want released/requested", got.Status, got.Shipments[0].Status)
 		}
-		paidLater = p.waitOrder(o.ID, 20*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.StatusShipped })
+		paidLater = p.waitOrder(o.ID, 20*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.OrderShipped })
 		p.wantStock("FAST", "SKU-PAY", 9, 0)
 	})
 
@@ -538,7 +538,7 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		}
 		wms := kcat(t, p.brokers, oms.TopicWMSEvents)
 		for _, c := range []struct {
-			typ string
+			typ oms.EventType
 			s   string
 		}{
 			{oms.WMSShipped, shipped.Shipments[0].ID},
@@ -553,7 +553,7 @@ func TestFulfillmentEndToEnd(t *testing.T) {
 		}
 		orders := kcat(t, p.brokers, oms.TopicOrders)
 		for _, c := range []struct {
-			typ string
+			typ oms.EventType
 			o   *oms.Order
 		}{
 			{"order.created", shipped}, {"order.shipped", shipped},
@@ -654,7 +654,7 @@ func TestExactlyOnceInEffectUnderInjectedFailures(t *testing.T) {
 	p.run("consumer 2", p.newConsumer(wmsevents.Config{Registerer: reg2}).Run)
 
 	for _, id := range ids {
-		p.waitOrder(id, 30*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.StatusShipped })
+		p.waitOrder(id, 30*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.OrderShipped })
 	}
 
 	// 3. The same warehouse event twice more: through Kafka and over the
@@ -665,7 +665,7 @@ func TestExactlyOnceInEffectUnderInjectedFailures(t *testing.T) {
 		TrackingNumber: wmssim.TrackingNumber(sid), OccurredAt: time.Now().UTC()}
 	b, _ := json.Marshal(dup)
 	applied := func() float64 {
-		return counter(t, reg2, "omsd_wms_events_total", map[string]string{"type": oms.WMSShipped, "outcome": "applied"})
+		return counter(t, reg2, "omsd_wms_events_total", map[string]string{"type": string(oms.WMSShipped), "outcome": "applied"})
 	}
 	before := applied()
 	w := p.writer()
@@ -690,7 +690,7 @@ func TestExactlyOnceInEffectUnderInjectedFailures(t *testing.T) {
 	republished := false
 	for _, id := range ids {
 		o := p.order(id)
-		if len(o.Shipments) != 1 || o.Shipments[0].Status != oms.ShipShipped {
+		if len(o.Shipments) != 1 || o.Shipments[0].Status != oms.ShipmentShipped {
 			t.Errorf("order %s: got shipments %+v, want one, shipped", id, o.Shipments)
 			continue
 		}
@@ -805,7 +805,7 @@ func TestExpiryOnSeveralInstancesWithTheSweeperReleasesEachHoldOnce(t *testing.T
 	// Every unpaid hold released once, by the expiry or by the sweeper;
 	// the paid order's 5 units stay reserved.
 	p.wantStock("N1", "SKU-E", 1000, 5)
-	if o := p.order(paid.ID); o.Status != oms.StatusReleased {
+	if o := p.order(paid.ID); o.Status != oms.OrderReleased {
 		t.Errorf("the paid order is %s, want released", o.Status)
 	}
 	if swept.Load() == 0 || swept.Load() == n {

@@ -85,7 +85,7 @@ func (s *fakeStore) ApplyEvent(_ context.Context, eventID, orderID string, fn fu
 		}
 		return clone(o), false, nil
 	}
-	was := map[string]string{}
+	was := map[string]ShipmentStatus{}
 	for _, sh := range s.orders[orderID].Shipments {
 		was[sh.ID] = sh.Status
 	}
@@ -99,7 +99,7 @@ func (s *fakeStore) ApplyEvent(_ context.Context, eventID, orderID string, fn fu
 	}
 	s.processed[eventID] = true
 	for _, sh := range o.Shipments {
-		if sh.Status == ShipShipped && was[sh.ID] != ShipShipped {
+		if sh.Status == ShipmentShipped && was[sh.ID] != ShipmentShipped {
 			for _, l := range sh.Lines {
 				s.shipped[sh.NodeID+"/"+l.SKU] += l.Qty
 			}
@@ -128,7 +128,7 @@ func (s *fakeStore) DueForExpiry(_ context.Context, now time.Time, limit int) ([
 	defer s.mu.Unlock()
 	var ids []string
 	for id, o := range s.orders {
-		if o.PaymentStatus == PaymentPending && (o.Status == StatusPendingPayment || o.Status == StatusOnHold) &&
+		if o.PaymentStatus == PaymentPending && (o.Status == OrderPendingPayment || o.Status == OrderInReview) &&
 			o.ReservedUntil != nil && !o.ReservedUntil.After(now) && len(ids) < limit {
 			ids = append(ids, id)
 		}
@@ -211,7 +211,7 @@ func cut(key string) (string, string, bool) {
 
 // order stores an order with one shipment per node spec ("A:SKU-1=2"),
 // reserving their holds.
-func (fx *fixture) order(status, payment string, ships ...Shipment) *Order {
+func (fx *fixture) order(status OrderStatus, payment string, ships ...Shipment) *Order {
 	fx.t.Helper()
 	o := &Order{ID: uuid.NewString(), Channel: "web", Status: status, PaymentStatus: payment, Version: 1,
 		ShipTo: &Address{Region: "CN-ZJ"}, Currency: "CNY"}
@@ -240,7 +240,7 @@ func (fx *fixture) order(status, payment string, ships ...Shipment) *Order {
 	return o
 }
 
-func ship1(node, status, sku string, qty int64) Shipment {
+func ship1(node string, status ShipmentStatus, sku string, qty int64) Shipment {
 	return Shipment{NodeID: node, Status: status, Lines: []ShipLine{{SKU: sku, Qty: qty}}}
 }
 
@@ -253,11 +253,11 @@ func (fx *fixture) level(node, sku string) inventory.Level {
 	return ls[0]
 }
 
-func (fx *fixture) wms(typ, shipmentID, tracking string) (*Order, error) {
+func (fx *fixture) wms(typ EventType, shipmentID, tracking string) (*Order, error) {
 	return fx.f.ApplyWMSEvent(context.Background(), WMSEvent{EventID: uuid.NewString(), Type: typ, ShipmentID: shipmentID, TrackingNumber: tracking})
 }
 
-func (fx *fixture) mustWMS(typ, shipmentID, tracking string) *Order {
+func (fx *fixture) mustWMS(typ EventType, shipmentID, tracking string) *Order {
 	fx.t.Helper()
 	o, err := fx.wms(typ, shipmentID, tracking)
 	if err != nil {
@@ -269,12 +269,12 @@ func (fx *fixture) mustWMS(typ, shipmentID, tracking string) *Order {
 func statuses(o *Order) []string {
 	var out []string
 	for _, s := range o.Shipments {
-		out = append(out, s.NodeID+":"+s.Status)
+		out = append(out, s.NodeID+":"+string(s.Status))
 	}
 	return out
 }
 
-func wantSlug(t *testing.T, err error, slug string) {
+func wantSlug(t *testing.T, err error, slug Slug) {
 	t.Helper()
 	var e *Error
 	if !errors.As(err, &e) || e.Slug != slug {
@@ -284,13 +284,13 @@ func wantSlug(t *testing.T, err error, slug string) {
 
 func TestPayReleasesTheOrderAndConfirmsItsHolds(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusPendingPayment, PaymentPending, ship1("A", ShipPending, "SKU-1", 2))
+	o := fx.order(OrderPendingPayment, PaymentPending, ship1("A", ShipmentPending, "SKU-1", 2))
 	mark := fx.store.mark()
 	got, err := fx.f.Pay(context.Background(), "web", o.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusReleased || got.PaymentStatus != PaymentPaid || got.ReservedUntil != nil || got.Shipments[0].Status != ShipRequested {
+	if got.Status != OrderReleased || got.PaymentStatus != PaymentPaid || got.ReservedUntil != nil || got.Shipments[0].Status != ShipmentRequested {
 		t.Fatalf("got %s/%s until %v shipments %v, want released, paid, no deadline, requested", got.Status, got.PaymentStatus, got.ReservedUntil, statuses(got))
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"shipment.requested", "order.paid"}) {
@@ -303,7 +303,7 @@ func TestPayReleasesTheOrderAndConfirmsItsHolds(t *testing.T) {
 	// Paying again answers the same order and publishes nothing.
 	mark = fx.store.mark()
 	again, err := fx.f.Pay(context.Background(), "web", o.ID)
-	if err != nil || again.Version != got.Version || again.Status != StatusReleased {
+	if err != nil || again.Version != got.Version || again.Status != OrderReleased {
 		t.Fatalf("second payment: got %v, %v; want the same order", again, err)
 	}
 	if tp := fx.store.types(mark); len(tp) != 0 {
@@ -317,7 +317,7 @@ func TestPayReleasesTheOrderAndConfirmsItsHolds(t *testing.T) {
 
 func TestPayAfterTheDeadlineIsExpired(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusPendingPayment, PaymentPending, ship1("A", ShipPending, "SKU-1", 2))
+	o := fx.order(OrderPendingPayment, PaymentPending, ship1("A", ShipmentPending, "SKU-1", 2))
 	fx.now = fx.now.Add(31 * time.Minute)
 	_, err := fx.f.Pay(context.Background(), "web", o.ID)
 	wantSlug(t, err, "expired")
@@ -331,12 +331,12 @@ func TestPayAfterTheDeadlineIsExpired(t *testing.T) {
 
 func TestPayOnHoldRecordsThePaymentAndStaysOnHold(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusOnHold, PaymentPending, ship1("A", ShipPending, "SKU-1", 2))
+	o := fx.order(OrderInReview, PaymentPending, ship1("A", ShipmentPending, "SKU-1", 2))
 	got, err := fx.f.Pay(context.Background(), "web", o.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusOnHold || got.PaymentStatus != PaymentPaid || got.ReservedUntil != nil || got.Shipments[0].Status != ShipPending {
+	if got.Status != OrderInReview || got.PaymentStatus != PaymentPaid || got.ReservedUntil != nil || got.Shipments[0].Status != ShipmentPending {
 		t.Fatalf("got %s/%s until %v %v, want on_hold, paid, no deadline, pending", got.Status, got.PaymentStatus, got.ReservedUntil, statuses(got))
 	}
 	if n, _ := fx.f.ExpireDue(context.Background(), fx.now.Add(time.Hour), 0); n != 0 {
@@ -346,8 +346,8 @@ func TestPayOnHoldRecordsThePaymentAndStaysOnHold(t *testing.T) {
 
 func TestExpireDueExpiresOnceAndReleasesTheStock(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusPendingPayment, PaymentPending, ship1("A", ShipPending, "SKU-1", 3))
-	fresh := fx.order(StatusPendingPayment, PaymentPending, ship1("A", ShipPending, "SKU-1", 1))
+	o := fx.order(OrderPendingPayment, PaymentPending, ship1("A", ShipmentPending, "SKU-1", 3))
+	fresh := fx.order(OrderPendingPayment, PaymentPending, ship1("A", ShipmentPending, "SKU-1", 1))
 	if l := fx.level("A", "SKU-1"); l.Reserved != 4 {
 		t.Fatalf("got reserved %d, want 4", l.Reserved)
 	}
@@ -367,7 +367,7 @@ func TestExpireDueExpiresOnceAndReleasesTheStock(t *testing.T) {
 		t.Fatalf("second pass expired %d, want 0", n)
 	}
 	got, _, _ := fx.store.GetOrder(context.Background(), o.ID)
-	if got.Status != StatusExpired || got.Shipments[0].Status != ShipCancelled {
+	if got.Status != OrderExpired || got.Shipments[0].Status != ShipmentCancelled {
 		t.Errorf("got %s %v, want expired with its shipment cancelled", got.Status, statuses(got))
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"order.expired"}) {
@@ -384,13 +384,13 @@ func TestExpireDueExpiresOnceAndReleasesTheStock(t *testing.T) {
 
 func TestCancelBeforeReleaseCancelsAtOnce(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusPendingPayment, PaymentPending, ship1("A", ShipPending, "SKU-1", 3))
+	o := fx.order(OrderPendingPayment, PaymentPending, ship1("A", ShipmentPending, "SKU-1", 3))
 	mark := fx.store.mark()
 	got, err := fx.f.Cancel(context.Background(), "web", o.ID, "changed my mind")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusCancelled || got.Shipments[0].Status != ShipCancelled || got.CancelReason != "changed my mind" {
+	if got.Status != OrderCancelled || got.Shipments[0].Status != ShipmentCancelled || got.CancelReason != "changed my mind" {
 		t.Fatalf("got %s %v %q, want cancelled", got.Status, statuses(got), got.CancelReason)
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"order.cancelled"}) {
@@ -400,23 +400,23 @@ func TestCancelBeforeReleaseCancelsAtOnce(t *testing.T) {
 		t.Errorf("got reserved %d, want 0", l.Reserved)
 	}
 	again, err := fx.f.Cancel(context.Background(), "web", o.ID, "again")
-	if err != nil || again.Status != StatusCancelled || again.CancelReason != "changed my mind" {
+	if err != nil || again.Status != OrderCancelled || again.CancelReason != "changed my mind" {
 		t.Fatalf("second cancel: got %v, %v; want the cancelled order unchanged", again, err)
 	}
 }
 
 func TestCancelOfAReleasedOrderIsInterceptedByTheWarehouse(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 3))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 3))
 	var givenBack []string
-	fx.f.GiveBack = func(_ context.Context, o *Order) { givenBack = append(givenBack, o.ID+"/"+o.Status) }
+	fx.f.GiveBack = func(_ context.Context, o *Order) { givenBack = append(givenBack, o.ID+"/"+string(o.Status)) }
 	fx.mustWMS(WMSAcknowledged, o.Shipments[0].ID, "")
 	mark := fx.store.mark()
 	got, err := fx.f.Cancel(context.Background(), "web", o.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusCancelRequested || got.Shipments[0].Status != ShipCancelRequested {
+	if got.Status != OrderCancelRequested || got.Shipments[0].Status != ShipmentCancelRequested {
 		t.Fatalf("got %s %v, want cancel_requested", got.Status, statuses(got))
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"shipment.cancel_requested", "order.cancel_requested"}) {
@@ -430,7 +430,7 @@ func TestCancelOfAReleasedOrderIsInterceptedByTheWarehouse(t *testing.T) {
 	}
 	mark = fx.store.mark()
 	got = fx.mustWMS(WMSCancelled, o.Shipments[0].ID, "")
-	if got.Status != StatusCancelled || got.Shipments[0].Status != ShipCancelled {
+	if got.Status != OrderCancelled || got.Shipments[0].Status != ShipmentCancelled {
 		t.Fatalf("got %s %v, want cancelled", got.Status, statuses(got))
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"order.cancelled"}) {
@@ -439,7 +439,7 @@ func TestCancelOfAReleasedOrderIsInterceptedByTheWarehouse(t *testing.T) {
 	if l := fx.level("A", "SKU-1"); l.Reserved != 0 || l.OnHand != 10 {
 		t.Errorf("got on hand %d reserved %d, want 10 and 0", l.OnHand, l.Reserved)
 	}
-	if !slices.Equal(givenBack, []string{o.ID + "/" + StatusCancelled}) {
+	if !slices.Equal(givenBack, []string{o.ID + "/" + string(OrderCancelled)}) {
 		t.Errorf("got purchase limits given back %v, want once for the cancelled order", givenBack)
 	}
 }
@@ -448,15 +448,15 @@ func TestCancelRefusedIsFlaggedNotCancelled(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		tracking   string
-		wantShip   string
-		wantStatus string
+		wantShip   ShipmentStatus
+		wantStatus OrderStatus
 	}{
-		{"refused before shipping: it will ship", "", ShipAcknowledged, StatusReleased},
-		{"refused with a tracking number: it shipped", "TRK-1", ShipShipped, StatusShipped},
+		{"refused before shipping: it will ship", "", ShipmentAcknowledged, OrderReleased},
+		{"refused with a tracking number: it shipped", "TRK-1", ShipmentShipped, OrderShipped},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-			o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 3))
+			o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 3))
 			if _, err := fx.f.Cancel(context.Background(), "web", o.ID, "too late?"); err != nil {
 				t.Fatal(err)
 			}
@@ -470,10 +470,10 @@ func TestCancelRefusedIsFlaggedNotCancelled(t *testing.T) {
 			}
 			// A second cancel cannot be sent to the warehouse again.
 			_, err := fx.f.Cancel(context.Background(), "web", o.ID, "again")
-			wantSlug(t, err, "already-shipped")
+			wantSlug(t, err, SlugAlreadyShipped)
 			if tc.tracking == "" {
 				got = fx.mustWMS(WMSShipped, o.Shipments[0].ID, "TRK-2")
-				if got.Status != StatusShipped {
+				if got.Status != OrderShipped {
 					t.Fatalf("after the ship report: got %s, want shipped", got.Status)
 				}
 			}
@@ -486,28 +486,28 @@ func TestCancelRefusedIsFlaggedNotCancelled(t *testing.T) {
 
 func TestCancelAfterEveryShipmentShippedIsAConflict(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 3))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 3))
 	fx.mustWMS(WMSShipped, o.Shipments[0].ID, "T")
 	_, err := fx.f.Cancel(context.Background(), "web", o.ID, "")
-	wantSlug(t, err, "already-shipped")
+	wantSlug(t, err, SlugAlreadyShipped)
 }
 
 func TestCancelOfAPartiallyShippedOrderCancelsTheRestAndFlags(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10, "B/SKU-2": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 1), ship1("B", ShipRequested, "SKU-2", 1))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 1), ship1("B", ShipmentRequested, "SKU-2", 1))
 	got := fx.mustWMS(WMSShipped, o.Shipments[0].ID, "T")
-	if got.Status != StatusPartiallyShipped {
+	if got.Status != OrderPartiallyShipped {
 		t.Fatalf("got %s, want partially_shipped", got.Status)
 	}
 	got, err := fx.f.Cancel(context.Background(), "web", o.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusCancelRequested || !slices.Contains(got.Flags, FlagCancelFailed) {
+	if got.Status != OrderCancelRequested || !slices.Contains(got.Flags, FlagCancelFailed) {
 		t.Fatalf("got %s %v, want cancel_requested and flagged", got.Status, got.Flags)
 	}
 	got = fx.mustWMS(WMSCancelled, o.Shipments[1].ID, "")
-	if got.Status != StatusShipped || got.Shipments[1].Status != ShipCancelled {
+	if got.Status != OrderShipped || got.Shipments[1].Status != ShipmentCancelled {
 		t.Fatalf("got %s %v, want shipped (the rest cancelled), never cancelled", got.Status, statuses(got))
 	}
 	if l := fx.level("B", "SKU-2"); l.Reserved != 0 || l.OnHand != 10 {
@@ -517,14 +517,14 @@ func TestCancelOfAPartiallyShippedOrderCancelsTheRestAndFlags(t *testing.T) {
 
 func TestShippedCommitsTheStockOnce(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 3))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 3))
 	ev := WMSEvent{EventID: "e-ship-1", Type: WMSShipped, ShipmentID: o.Shipments[0].ID, TrackingNumber: "TRK"}
 	mark := fx.store.mark()
 	got, err := fx.f.ApplyWMSEvent(context.Background(), ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusShipped || got.Shipments[0].Status != ShipShipped || got.Shipments[0].TrackingNumber != "TRK" {
+	if got.Status != OrderShipped || got.Shipments[0].Status != ShipmentShipped || got.Shipments[0].TrackingNumber != "TRK" {
 		t.Fatalf("got %s %v, want shipped with tracking", got.Status, statuses(got))
 	}
 	again, err := fx.f.ApplyWMSEvent(context.Background(), ev)
@@ -542,22 +542,22 @@ func TestShippedCommitsTheStockOnce(t *testing.T) {
 	}
 	// Late acknowledgement: recorded, no error, no change.
 	late := fx.mustWMS(WMSAcknowledged, o.Shipments[0].ID, "")
-	if late.Status != StatusShipped || late.Version != got.Version {
+	if late.Status != OrderShipped || late.Version != got.Version {
 		t.Errorf("late acknowledgement changed the order: %s v%d", late.Status, late.Version)
 	}
 }
 
 func TestShippedAfterCancelledIsAConflictAndChangesNothing(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 3))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 3))
 	if _, err := fx.f.Cancel(context.Background(), "web", o.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	fx.mustWMS(WMSCancelled, o.Shipments[0].ID, "")
 	ev := WMSEvent{EventID: "e-x", Type: WMSShipped, ShipmentID: o.Shipments[0].ID}
 	got, err := fx.f.ApplyWMSEvent(context.Background(), ev)
-	wantSlug(t, err, "event-conflict")
-	if got == nil || got.Status != StatusCancelled {
+	wantSlug(t, err, SlugEventConflict)
+	if got == nil || got.Status != OrderCancelled {
 		t.Fatalf("got %v, want the cancelled order", got)
 	}
 	// Recorded: the redelivery is a plain duplicate.
@@ -568,11 +568,11 @@ func TestShippedAfterCancelledIsAConflictAndChangesNothing(t *testing.T) {
 
 func TestRejectedShipmentIsSourcedAgainElsewhere(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10, "B/SKU-1": 10, "C/SKU-1": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 4))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 4))
 	mark := fx.store.mark()
 	got := fx.mustWMS(WMSRejected, o.Shipments[0].ID, "")
-	if got.Status != StatusReleased || len(got.Shipments) != 2 || got.Shipments[0].Status != ShipRejected ||
-		got.Shipments[1].NodeID != "B" || got.Shipments[1].Status != ShipRequested {
+	if got.Status != OrderReleased || len(got.Shipments) != 2 || got.Shipments[0].Status != ShipmentRejected ||
+		got.Shipments[1].NodeID != "B" || got.Shipments[1].Status != ShipmentRequested {
 		t.Fatalf("got %s %v, want A rejected and B requested (priority order, A excluded)", got.Status, statuses(got))
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"shipment.requested"}) {
@@ -592,7 +592,7 @@ func TestRejectedShipmentIsSourcedAgainElsewhere(t *testing.T) {
 	// C rejects: nothing left; backordered, stock all released.
 	mark = fx.store.mark()
 	got = fx.mustWMS(WMSRejected, got.Shipments[2].ID, "")
-	if len(got.Shipments) != 3 || !slices.Contains(got.Flags, FlagBackordered) || got.Status != StatusReleased {
+	if len(got.Shipments) != 3 || !slices.Contains(got.Flags, FlagBackordered) || got.Status != OrderReleased {
 		t.Fatalf("got %s %v flags %v, want backordered", got.Status, statuses(got), got.Flags)
 	}
 	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"order.backordered"}) {
@@ -607,7 +607,7 @@ func TestRejectedShipmentIsSourcedAgainElsewhere(t *testing.T) {
 
 func TestRejectedDuplicateReleasesItsPreparedHolds(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10, "B/SKU-1": 10})
-	o := fx.order(StatusReleased, PaymentPaid, ship1("A", ShipRequested, "SKU-1", 4))
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 4))
 	ev := WMSEvent{EventID: "rej-1", Type: WMSRejected, ShipmentID: o.Shipments[0].ID, Reason: "short-pick"}
 	if _, err := fx.f.ApplyWMSEvent(context.Background(), ev); err != nil {
 		t.Fatal(err)
@@ -619,7 +619,7 @@ func TestRejectedDuplicateReleasesItsPreparedHolds(t *testing.T) {
 	cur := fx.store.orders[o.ID]
 	saved := clone(cur)
 	cur.Shipments = cur.Shipments[:1]
-	cur.Shipments[0].Status = ShipRequested
+	cur.Shipments[0].Status = ShipmentRequested
 	fx.store.mu.Unlock()
 	store := &racingStore{fakeStore: fx.store, restore: saved}
 	fx.f.store = store

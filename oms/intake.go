@@ -73,18 +73,18 @@ type IntakeConfig struct {
 // Intake takes orders: it checks them, plans and reserves their stock,
 // and commits them through the group committer.
 type Intake struct {
-	cfg        IntakeConfig
-	Checks     []Check
-	HoldChecks []HoldCheck
-	catalog    Catalog
-	stock      Stock
-	limits     Limits
-	committer  *Committer
-	store      BatchStore
-	orders     OrderReader
-	log        *slog.Logger
-	now        func() time.Time
-	flight     singleflight.Group
+	cfg          IntakeConfig
+	Checks       []Check
+	ReviewChecks []ReviewCheck
+	catalog      Catalog
+	stock        Stock
+	limits       Limits
+	committer    *Committer
+	store        BatchStore
+	orders       OrderReader
+	log          *slog.Logger
+	now          func() time.Time
+	flight       singleflight.Group
 
 	outcomes *prometheus.CounterVec
 	latency  prometheus.Histogram
@@ -107,7 +107,7 @@ type IntakeDeps struct {
 }
 
 // NewIntake builds an intake with the default checks; append to Checks
-// and HoldChecks to extend them.
+// and ReviewChecks to extend them.
 func NewIntake(cfg IntakeConfig, d IntakeDeps, reg prometheus.Registerer) *Intake {
 	if cfg.PaymentTimeout <= 0 {
 		cfg.PaymentTimeout = 30 * time.Minute
@@ -221,17 +221,17 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 }
 
 func idemConflict() error {
-	return Errorf(KindConflict, "idempotency-conflict", "this external_id or Idempotency-Key was used for a different order body")
+	return Errorf(KindConflict, SlugIdempotencyConflict, "this external_id or Idempotency-Key was used for a different order body")
 }
 
 func unavailable(detail string, err error) error {
-	return &Error{Kind: KindUnavailable, Slug: "unavailable", Detail: detail, Err: err, RetryAfter: time.Second}
+	return &Error{Kind: KindUnavailable, Slug: SlugUnavailable, Detail: detail, Err: err, RetryAfter: time.Second}
 }
 
 func outcomeLabel(res Result, err error) string {
 	if err == nil {
 		switch {
-		case res.Created && res.Order.Status == StatusOnHold:
+		case res.Created && res.Order.Status == OrderInReview:
 			return "held"
 		case res.Created:
 			return "created"
@@ -242,8 +242,8 @@ func outcomeLabel(res Result, err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		switch e.Slug {
-		case "insufficient-stock", "idempotency-conflict", "validation", "limit-exceeded":
-			return e.Slug
+		case SlugInsufficientStock, SlugIdempotencyConflict, SlugValidation, SlugLimitExceeded:
+			return string(e.Slug)
 		}
 		switch e.Kind {
 		case KindUnavailable:
@@ -277,7 +277,7 @@ func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, 
 	// reserved and answers with the stored order. Skipping a read per order
 	// halves the database round trips of the common case.
 	var reasons []string
-	for _, hc := range in.HoldChecks {
+	for _, hc := range in.ReviewChecks {
 		reason, err := hc.Fn(ctx, ci)
 		if err != nil {
 			return nil, false, unavailable("order checks are unavailable", err)
@@ -305,16 +305,16 @@ func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, 
 		ID: id, ExternalID: req.ExternalID, Channel: channel,
 		PaymentStatus: req.Payment.Status, Customer: req.Customer, ShipTo: req.ShipTo,
 		Lines: req.Lines, Currency: req.Currency, Total: req.Value(), Fulfillment: req.Fulfillment,
-		Attribution: req.Attribution, HoldReasons: reasons, Version: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+		Attribution: req.Attribution, ReviewReasons: reasons, Version: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 	}
 	var holdDeadline time.Time
 	switch {
 	case len(reasons) > 0:
-		o.Status = StatusOnHold
+		o.Status = OrderInReview
 	case req.Payment.Status == PaymentPending:
-		o.Status = StatusPendingPayment
+		o.Status = OrderPendingPayment
 	default:
-		o.Status = StatusReleased
+		o.Status = OrderReleased
 	}
 	if req.Payment.Status == PaymentPending {
 		until := now.Add(in.cfg.PaymentTimeout).UTC().Truncate(time.Millisecond)
@@ -426,7 +426,7 @@ func (in *Intake) takeLimits(ctx context.Context, id string, req *OrderRequest, 
 		if errors.Is(err, inventory.ErrLimitExceeded) {
 			e := Invalid("a purchase limit is exceeded", FieldError{fmt.Sprintf("lines[%d].qty", i),
 				fmt.Sprintf("exceeds the limit of %d units per customer of promotion %s", p.PerCustomerLimit, p.ID)})
-			e.Slug = "limit-exceeded"
+			e.Slug = SlugLimitExceeded
 			return nil, e
 		}
 		return nil, unavailable("purchase limits are unavailable", err)
@@ -438,9 +438,9 @@ func (in *Intake) takeLimits(ctx context.Context, id string, req *OrderRequest, 
 // shipment; when a reservation loses a race it releases what it holds and
 // plans again, a bounded number of times (planReserve).
 func (in *Intake) reserve(ctx context.Context, o *Order, req *OrderRequest, deadline time.Time) ([]Shipment, error) {
-	shipStatus := ShipPending
-	if o.Status == StatusReleased {
-		shipStatus = ShipRequested
+	shipStatus := ShipmentPending
+	if o.Status == OrderReleased {
+		shipStatus = ShipmentRequested
 	}
 	pl, err := planReserve(ctx, in.stock, toSourcingOrder(o, req), in.catalog.Candidates(), in.catalog.Rules(),
 		shipStatus, deadline, in.cfg.MaxPlanAttempts, false, in.releaseAll,
@@ -461,12 +461,12 @@ func (in *Intake) reserve(ctx context.Context, o *Order, req *OrderRequest, dead
 	if pl.Plan != nil {
 		reason = pl.Plan.Reason
 	}
-	return nil, Errorf(KindConflict, "insufficient-stock", "the stock cannot be reserved under the sourcing rules: %s", reason)
+	return nil, Errorf(KindConflict, SlugInsufficientStock, "the stock cannot be reserved under the sourcing rules: %s", reason)
 }
 
 func stockErr(err error) error {
 	if errors.Is(err, inventory.ErrNotReady) {
-		return &Error{Kind: KindUnavailable, Slug: "stock-not-ready", Detail: "stock counters are being rebuilt; retry shortly", Err: err, RetryAfter: 2 * time.Second}
+		return &Error{Kind: KindUnavailable, Slug: SlugStockNotReady, Detail: "stock counters are being rebuilt; retry shortly", Err: err, RetryAfter: 2 * time.Second}
 	}
 	return unavailable("the stock engine is unavailable", err)
 }
@@ -492,10 +492,10 @@ func toSourcingOrder(o *Order, req *OrderRequest) *sourcing.Order {
 // creationEvents are the outbox rows of a new order: order.created, and
 // shipment.requested for each shipment of an order released at once.
 func creationEvents(o *Order, doc []byte, now time.Time) []OutboxEvent {
-	evs := []OutboxEvent{orderEventDoc("order.created", o, doc, now)}
-	if o.Status == StatusReleased {
+	evs := []OutboxEvent{orderEventDoc(EventOrderCreated, o, doc, now)}
+	if o.Status == OrderReleased {
 		for i := range o.Shipments {
-			evs = append(evs, shipmentEvent("shipment.requested", o, &o.Shipments[i], now))
+			evs = append(evs, shipmentEvent(EventShipmentRequested, o, &o.Shipments[i], now))
 		}
 	}
 	return evs

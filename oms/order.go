@@ -8,27 +8,38 @@ import (
 	"github.com/google/uuid"
 )
 
-// Order statuses.
+// OrderStatus is where an order is in its life (the v1 contract's names).
+type OrderStatus string
+
+// Order statuses. The allowed moves between them are in state.go.
 const (
-	StatusPendingPayment   = "pending_payment"
-	StatusOnHold           = "on_hold"
-	StatusReleased         = "released"
-	StatusPartiallyShipped = "partially_shipped"
-	StatusShipped          = "shipped"
-	StatusCancelRequested  = "cancel_requested"
-	StatusCancelled        = "cancelled"
-	StatusExpired          = "expired"
+	OrderPendingPayment OrderStatus = "pending_payment"
+	// OrderInReview: a person must look at the order before it goes to a
+	// warehouse (its stock is held meanwhile). The v1 contract calls it
+	// on_hold; in code a hold is only ever a stock reservation.
+	OrderInReview OrderStatus = "on_hold"
+	// OrderReleased: released to fulfillment, the warehouses were asked to
+	// ship. (Freeing stock is "releasing a hold", never "releasing" an order.)
+	OrderReleased         OrderStatus = "released"
+	OrderPartiallyShipped OrderStatus = "partially_shipped"
+	OrderShipped          OrderStatus = "shipped"
+	OrderCancelRequested  OrderStatus = "cancel_requested"
+	OrderCancelled        OrderStatus = "cancelled"
+	OrderExpired          OrderStatus = "expired"
 )
+
+// ShipmentStatus is where one shipment is in its life.
+type ShipmentStatus string
 
 // Shipment statuses.
 const (
-	ShipPending         = "pending" // not released to the warehouse
-	ShipRequested       = "requested"
-	ShipAcknowledged    = "acknowledged"
-	ShipShipped         = "shipped"
-	ShipCancelRequested = "cancel_requested"
-	ShipCancelled       = "cancelled"
-	ShipRejected        = "rejected"
+	ShipmentPending         ShipmentStatus = "pending" // not released to the warehouse
+	ShipmentRequested       ShipmentStatus = "requested"
+	ShipmentAcknowledged    ShipmentStatus = "acknowledged"
+	ShipmentShipped         ShipmentStatus = "shipped"
+	ShipmentCancelRequested ShipmentStatus = "cancel_requested"
+	ShipmentCancelled       ShipmentStatus = "cancelled"
+	ShipmentRejected        ShipmentStatus = "rejected"
 )
 
 // Payment statuses.
@@ -118,11 +129,11 @@ type ShipLine struct {
 
 // Shipment is what one node ships for an order.
 type Shipment struct {
-	ID             string     `json:"id"`
-	NodeID         string     `json:"node_id"`
-	Status         string     `json:"status"`
-	Lines          []ShipLine `json:"lines"`
-	TrackingNumber string     `json:"tracking_number,omitempty"`
+	ID             string         `json:"id"`
+	NodeID         string         `json:"node_id"`
+	Status         ShipmentStatus `json:"status"`
+	Lines          []ShipLine     `json:"lines"`
+	TrackingNumber string         `json:"tracking_number,omitempty"`
 	// HoldID is the inventory reservation of this shipment.
 	HoldID string `json:"-"`
 }
@@ -132,7 +143,7 @@ type Order struct {
 	ID            string       `json:"id"`
 	ExternalID    string       `json:"external_id"`
 	Channel       string       `json:"channel"`
-	Status        string       `json:"status"`
+	Status        OrderStatus  `json:"status"`
 	PaymentStatus string       `json:"payment_status"`
 	ReservedUntil *time.Time   `json:"reserved_until"`
 	Customer      Customer     `json:"customer"`
@@ -143,7 +154,7 @@ type Order struct {
 	Fulfillment   Fulfillment  `json:"fulfillment"`
 	Attribution   *Attribution `json:"attribution,omitempty"`
 	Shipments     []Shipment   `json:"shipments"`
-	HoldReasons   []string     `json:"hold_reasons,omitempty"`
+	ReviewReasons []string     `json:"hold_reasons,omitempty"`
 	// Flags record facts a person must act on, e.g. "cancel_failed_return_needed".
 	Flags        []string  `json:"flags,omitempty"`
 	CancelReason string    `json:"cancel_reason,omitempty"`

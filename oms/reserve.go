@@ -42,7 +42,7 @@ type placement struct {
 // not-ready error (503), never "insufficient": their stock is unknown, not
 // zero. observe, if not nil, sees every plan and whether it is a re-plan.
 func planReserve(ctx context.Context, stock PlanStock, so *sourcing.Order, cands []sourcing.Node, rules *sourcing.RuleSet,
-	status string, deadline time.Time, attempts int, partial bool, release func(ctx context.Context, ships []Shipment),
+	status ShipmentStatus, deadline time.Time, attempts int, partial bool, release func(ctx context.Context, ships []Shipment),
 	observe func(plan *sourcing.Result, replan bool)) (placement, error) {
 	skus := make([]string, 0, len(so.Lines))
 	for _, l := range so.Lines {

@@ -1,15 +1,15 @@
 package oms
 
 // transitions is the order state machine: every allowed move, in one table.
-var transitions = map[string][]string{
-	StatusPendingPayment:   {StatusReleased, StatusOnHold, StatusCancelled, StatusExpired},
-	StatusOnHold:           {StatusReleased, StatusPendingPayment, StatusCancelled, StatusExpired},
-	StatusReleased:         {StatusPartiallyShipped, StatusShipped, StatusCancelRequested, StatusCancelled},
-	StatusPartiallyShipped: {StatusShipped, StatusCancelRequested},
-	StatusCancelRequested:  {StatusCancelled, StatusReleased, StatusPartiallyShipped, StatusShipped},
-	StatusShipped:          {},
-	StatusCancelled:        {},
-	StatusExpired:          {},
+var transitions = map[OrderStatus][]OrderStatus{
+	OrderPendingPayment:   {OrderReleased, OrderInReview, OrderCancelled, OrderExpired},
+	OrderInReview:         {OrderReleased, OrderPendingPayment, OrderCancelled, OrderExpired},
+	OrderReleased:         {OrderPartiallyShipped, OrderShipped, OrderCancelRequested, OrderCancelled},
+	OrderPartiallyShipped: {OrderShipped, OrderCancelRequested},
+	OrderCancelRequested:  {OrderCancelled, OrderReleased, OrderPartiallyShipped, OrderShipped},
+	OrderShipped:          {},
+	OrderCancelled:        {},
+	OrderExpired:          {},
 }
 
 // shipmentTransitions is the shipment state machine, next to the order's.
@@ -21,19 +21,19 @@ var transitions = map[string][]string{
 //   - cancel_requested: the warehouse either cancels it, ships it anyway
 //     (shipped), or refuses the cancel before shipping (acknowledged).
 //   - shipped, cancelled, rejected: final.
-var shipmentTransitions = map[string][]string{
-	ShipPending:         {ShipRequested, ShipCancelled},
-	ShipRequested:       {ShipAcknowledged, ShipShipped, ShipRejected, ShipCancelRequested},
-	ShipAcknowledged:    {ShipShipped, ShipRejected, ShipCancelRequested},
-	ShipCancelRequested: {ShipCancelled, ShipShipped, ShipAcknowledged},
-	ShipShipped:         {},
-	ShipCancelled:       {},
-	ShipRejected:        {},
+var shipmentTransitions = map[ShipmentStatus][]ShipmentStatus{
+	ShipmentPending:         {ShipmentRequested, ShipmentCancelled},
+	ShipmentRequested:       {ShipmentAcknowledged, ShipmentShipped, ShipmentRejected, ShipmentCancelRequested},
+	ShipmentAcknowledged:    {ShipmentShipped, ShipmentRejected, ShipmentCancelRequested},
+	ShipmentCancelRequested: {ShipmentCancelled, ShipmentShipped, ShipmentAcknowledged},
+	ShipmentShipped:         {},
+	ShipmentCancelled:       {},
+	ShipmentRejected:        {},
 }
 
 // CanTransition reports whether an order may move from one status to
 // another.
-func CanTransition(from, to string) bool {
+func CanTransition(from, to OrderStatus) bool {
 	for _, s := range transitions[from] {
 		if s == to {
 			return true
@@ -44,9 +44,9 @@ func CanTransition(from, to string) bool {
 
 // Transition moves o to status to, or returns a KindConflict error naming
 // the illegal move.
-func Transition(o *Order, to string) error {
+func Transition(o *Order, to OrderStatus) error {
 	if !CanTransition(o.Status, to) {
-		return Errorf(KindConflict, "invalid-transition", "an order cannot go from %s to %s", o.Status, to)
+		return Errorf(KindConflict, SlugInvalidTransition, "an order cannot go from %s to %s", o.Status, to)
 	}
 	o.Status = to
 	return nil
@@ -54,7 +54,7 @@ func Transition(o *Order, to string) error {
 
 // CanTransitionShipment reports whether a shipment may move from one
 // status to another.
-func CanTransitionShipment(from, to string) bool {
+func CanTransitionShipment(from, to ShipmentStatus) bool {
 	for _, s := range shipmentTransitions[from] {
 		if s == to {
 			return true
@@ -65,9 +65,9 @@ func CanTransitionShipment(from, to string) bool {
 
 // TransitionShipment moves s to status to, or returns a KindConflict error
 // naming the illegal move.
-func TransitionShipment(s *Shipment, to string) error {
+func TransitionShipment(s *Shipment, to ShipmentStatus) error {
 	if !CanTransitionShipment(s.Status, to) {
-		return Errorf(KindConflict, "invalid-transition", "shipment %s cannot go from %s to %s", s.ID, s.Status, to)
+		return Errorf(KindConflict, SlugInvalidTransition, "shipment %s cannot go from %s to %s", s.ID, s.Status, to)
 	}
 	s.Status = to
 	return nil

@@ -3,32 +3,32 @@ package oms
 import "testing"
 
 var (
-	allOrderStatuses = []string{StatusPendingPayment, StatusOnHold, StatusReleased, StatusPartiallyShipped,
-		StatusShipped, StatusCancelRequested, StatusCancelled, StatusExpired}
-	allShipmentStatuses = []string{ShipPending, ShipRequested, ShipAcknowledged, ShipShipped,
-		ShipCancelRequested, ShipCancelled, ShipRejected}
+	allOrderStatuses = []OrderStatus{OrderPendingPayment, OrderInReview, OrderReleased, OrderPartiallyShipped,
+		OrderShipped, OrderCancelRequested, OrderCancelled, OrderExpired}
+	allShipmentStatuses = []ShipmentStatus{ShipmentPending, ShipmentRequested, ShipmentAcknowledged, ShipmentShipped,
+		ShipmentCancelRequested, ShipmentCancelled, ShipmentRejected}
 )
 
 // TestOrderTransitions checks every (from, to) pair of order statuses: the
 // allowed ones listed here, every other one forbidden.
 func TestOrderTransitions(t *testing.T) {
-	allowed := map[[2]string]bool{}
-	for _, m := range [][2]string{
-		{StatusPendingPayment, StatusReleased}, {StatusPendingPayment, StatusOnHold},
-		{StatusPendingPayment, StatusCancelled}, {StatusPendingPayment, StatusExpired},
-		{StatusOnHold, StatusReleased}, {StatusOnHold, StatusPendingPayment},
-		{StatusOnHold, StatusCancelled}, {StatusOnHold, StatusExpired},
-		{StatusReleased, StatusPartiallyShipped}, {StatusReleased, StatusShipped},
-		{StatusReleased, StatusCancelRequested}, {StatusReleased, StatusCancelled},
-		{StatusPartiallyShipped, StatusShipped}, {StatusPartiallyShipped, StatusCancelRequested},
-		{StatusCancelRequested, StatusCancelled}, {StatusCancelRequested, StatusReleased},
-		{StatusCancelRequested, StatusPartiallyShipped}, {StatusCancelRequested, StatusShipped},
+	allowed := map[[2]OrderStatus]bool{}
+	for _, m := range [][2]OrderStatus{
+		{OrderPendingPayment, OrderReleased}, {OrderPendingPayment, OrderInReview},
+		{OrderPendingPayment, OrderCancelled}, {OrderPendingPayment, OrderExpired},
+		{OrderInReview, OrderReleased}, {OrderInReview, OrderPendingPayment},
+		{OrderInReview, OrderCancelled}, {OrderInReview, OrderExpired},
+		{OrderReleased, OrderPartiallyShipped}, {OrderReleased, OrderShipped},
+		{OrderReleased, OrderCancelRequested}, {OrderReleased, OrderCancelled},
+		{OrderPartiallyShipped, OrderShipped}, {OrderPartiallyShipped, OrderCancelRequested},
+		{OrderCancelRequested, OrderCancelled}, {OrderCancelRequested, OrderReleased},
+		{OrderCancelRequested, OrderPartiallyShipped}, {OrderCancelRequested, OrderShipped},
 	} {
 		allowed[m] = true
 	}
 	for _, from := range allOrderStatuses {
 		for _, to := range allOrderStatuses {
-			want := allowed[[2]string{from, to}]
+			want := allowed[[2]OrderStatus{from, to}]
 			if got := CanTransition(from, to); got != want {
 				t.Errorf("order %s -> %s: got allowed=%v, want %v", from, to, got, want)
 			}
@@ -50,19 +50,19 @@ func TestOrderTransitions(t *testing.T) {
 // TestShipmentTransitions checks every (from, to) pair of shipment
 // statuses.
 func TestShipmentTransitions(t *testing.T) {
-	allowed := map[[2]string]bool{}
-	for _, m := range [][2]string{
-		{ShipPending, ShipRequested}, {ShipPending, ShipCancelled},
-		{ShipRequested, ShipAcknowledged}, {ShipRequested, ShipShipped},
-		{ShipRequested, ShipRejected}, {ShipRequested, ShipCancelRequested},
-		{ShipAcknowledged, ShipShipped}, {ShipAcknowledged, ShipRejected}, {ShipAcknowledged, ShipCancelRequested},
-		{ShipCancelRequested, ShipCancelled}, {ShipCancelRequested, ShipShipped}, {ShipCancelRequested, ShipAcknowledged},
+	allowed := map[[2]ShipmentStatus]bool{}
+	for _, m := range [][2]ShipmentStatus{
+		{ShipmentPending, ShipmentRequested}, {ShipmentPending, ShipmentCancelled},
+		{ShipmentRequested, ShipmentAcknowledged}, {ShipmentRequested, ShipmentShipped},
+		{ShipmentRequested, ShipmentRejected}, {ShipmentRequested, ShipmentCancelRequested},
+		{ShipmentAcknowledged, ShipmentShipped}, {ShipmentAcknowledged, ShipmentRejected}, {ShipmentAcknowledged, ShipmentCancelRequested},
+		{ShipmentCancelRequested, ShipmentCancelled}, {ShipmentCancelRequested, ShipmentShipped}, {ShipmentCancelRequested, ShipmentAcknowledged},
 	} {
 		allowed[m] = true
 	}
 	for _, from := range allShipmentStatuses {
 		for _, to := range allShipmentStatuses {
-			want := allowed[[2]string{from, to}]
+			want := allowed[[2]ShipmentStatus{from, to}]
 			if got := CanTransitionShipment(from, to); got != want {
 				t.Errorf("shipment %s -> %s: got allowed=%v, want %v", from, to, got, want)
 			}

@@ -64,19 +64,19 @@ func TestFulfillmentPipelineThroughHTTP(t *testing.T) {
 	body["payment"] = map[string]any{"status": "pending"}
 	var o order
 	s.mustCall("POST", "/v1/orders", key, body, 201, &o)
-	if o.Status != oms.StatusPendingPayment {
+	if o.Status != string(oms.OrderPendingPayment) {
 		t.Fatalf("got %s, want pending_payment", o.Status)
 	}
 	var paid order
 	s.mustCall("POST", "/v1/orders/"+o.ID+"/payment", key, map[string]any{"status": "paid"}, 200, &paid)
-	if paid.Status != oms.StatusReleased || paid.Shipments[0].Status != oms.ShipRequested {
+	if paid.Status != string(oms.OrderReleased) || paid.Shipments[0].Status != string(oms.ShipmentRequested) {
 		t.Fatalf("got %s/%s after payment, want released/requested", paid.Status, paid.Shipments[0].Status)
 	}
 	s.mustCall("POST", "/v1/orders/"+o.ID+"/payment", key, map[string]any{"status": "paid"}, 200, nil) // twice: same order
 	var shipped order
 	waitFor(t, "the order shipped", 30*time.Second, func() bool {
 		shipped = get(o.ID)
-		return shipped.Status == oms.StatusShipped
+		return shipped.Status == string(oms.OrderShipped)
 	})
 	sid := shipped.Shipments[0].ID
 	if shipped.Shipments[0].TrackingNumber != wmssim.TrackingNumber(sid) {
@@ -106,7 +106,7 @@ func TestFulfillmentPipelineThroughHTTP(t *testing.T) {
 	s.mustCall("POST", "/v1/orders", key, body, 201, &o)
 	var c order
 	s.mustCall("POST", "/v1/orders/"+o.ID+"/cancel", key, map[string]any{"reason": "changed my mind"}, 200, &c)
-	if c.Status != oms.StatusCancelled || c.Shipments[0].Status != oms.ShipCancelled {
+	if c.Status != string(oms.OrderCancelled) || c.Shipments[0].Status != string(oms.ShipmentCancelled) {
 		t.Errorf("got %s/%s, want cancelled/cancelled", c.Status, c.Shipments[0].Status)
 	}
 	if lv := s.levels(sku); lv.Nodes[0].OnHand != 8 || lv.Nodes[0].Reserved != 0 {

@@ -76,7 +76,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	intake := oms.NewIntake(oms.IntakeConfig{PaymentTimeout: a.cfg.PaymentTimeout}, oms.IntakeDeps{
 		Catalog: catalog, Stock: stock, Limits: limits, Committer: committer, Store: a.store, Orders: a.store, Log: a.log,
 	}, a.reg)
-	intake.HoldChecks = oms.DefaultHoldChecks(oms.HoldConfig{}, redisrecent.New(a.rdb), func(in *oms.CheckInput) string {
+	intake.ReviewChecks = oms.DefaultReviewChecks(oms.ReviewConfig{}, redisrecent.New(a.rdb), func(in *oms.CheckInput) string {
 		return oms.OrderID(in.Channel, in.Req.ExternalID)
 	})
 	admin := oms.NewAdmin(a.store, stock, nodeLoader{a.store, stock}, catalog, a.log)

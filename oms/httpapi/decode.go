@@ -21,12 +21,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, oms.Errorf(oms.KindTooLarge, "body-too-large", "the request body exceeds %d bytes", s.cfg.MaxBodyBytes)
+			return nil, oms.Errorf(oms.KindTooLarge, oms.SlugBodyTooLarge, "the request body exceeds %d bytes", s.cfg.MaxBodyBytes)
 		}
-		return nil, oms.Errorf(oms.KindBadRequest, "bad-body", "the request body could not be read")
+		return nil, oms.Errorf(oms.KindBadRequest, oms.SlugBadBody, "the request body could not be read")
 	}
 	if !utf8.Valid(body) {
-		return nil, oms.Errorf(oms.KindBadRequest, "bad-json", "the request body is not valid UTF-8")
+		return nil, oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "the request body is not valid UTF-8")
 	}
 	return body, nil
 }
@@ -35,7 +35,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 // trailing data. Errors are 400 problems that say where the JSON is wrong.
 func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return oms.Errorf(oms.KindBadRequest, "bad-json", "the request body is empty")
+		return oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "the request body is empty")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -43,7 +43,7 @@ func decodeStrict(body []byte, v any) error {
 		return jsonError(err)
 	}
 	if dec.More() {
-		return oms.Errorf(oms.KindBadRequest, "bad-json", "the request body holds more than one JSON value")
+		return oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "the request body holds more than one JSON value")
 	}
 	return nil
 }
@@ -53,19 +53,19 @@ func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return oms.Errorf(oms.KindBadRequest, "bad-json", "malformed JSON at byte %d: %v", se.Offset, se)
+		return oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "malformed JSON at byte %d: %v", se.Offset, se)
 	case errors.As(err, &te):
-		e := oms.Errorf(oms.KindBadRequest, "bad-json", "wrong type for %q: got JSON %s, want %s", te.Field, te.Value, te.Type)
+		e := oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "wrong type for %q: got JSON %s, want %s", te.Field, te.Value, te.Type)
 		e.Fields = []oms.FieldError{{Field: te.Field, Message: fmt.Sprintf("must be %s", te.Type)}}
 		return e
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return oms.Errorf(oms.KindBadRequest, "bad-json", "the JSON ends too early")
+		return oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "the JSON ends too early")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		e := oms.Errorf(oms.KindBadRequest, "bad-json", "unknown field %q", f)
+		e := oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "unknown field %q", f)
 		e.Fields = []oms.FieldError{{Field: f, Message: "is not a known field"}}
 		return e
 	default:
-		return oms.Errorf(oms.KindBadRequest, "bad-json", "the body is not valid JSON: %v", err)
+		return oms.Errorf(oms.KindBadRequest, oms.SlugBadJSON, "the body is not valid JSON: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ func (f *fakeFulfillment) record(s string) (*oms.Order, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
-	return &oms.Order{ID: "o1", Status: oms.StatusCancelled}, nil
+	return &oms.Order{ID: "o1", Status: oms.OrderCancelled}, nil
 }
 
 func (f *fakeFulfillment) Cancel(_ context.Context, channel, id, reason string) (*oms.Order, error) {
@@ -38,7 +38,7 @@ func (f *fakeFulfillment) ApplyWMSEvent(_ context.Context, ev oms.WMSEvent) (*om
 	f.mu.Lock()
 	f.ev = ev
 	f.mu.Unlock()
-	return f.record("event " + ev.ShipmentID + " " + ev.Type)
+	return f.record("event " + ev.ShipmentID + " " + string(ev.Type))
 }
 
 func (f *fakeFulfillment) last() string {

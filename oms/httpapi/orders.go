@@ -32,7 +32,7 @@ type AdminAPI interface {
 	ActivateRules(ctx context.Context, doc []byte) (*sourcing.RuleSet, error)
 	Simulate(ctx context.Context, channel string, req *oms.OrderRequest, draft *sourcing.RuleSet) (*sourcing.Result, error)
 	PutPromotion(ctx context.Context, p oms.Promotion) error
-	ReleaseHold(ctx context.Context, id string) (*oms.Order, error)
+	ClearReview(ctx context.Context, id string) (*oms.Order, error)
 }
 
 // RateConfig is the default token bucket of a channel; a channel's own
@@ -80,7 +80,7 @@ func (l *limiters) allow(c oms.Channel) error {
 		return nil
 	}
 	wait := time.Duration(float64(time.Second) / math.Max(float64(lim.Limit()), 1e-9))
-	return &oms.Error{Kind: oms.KindRateLimited, Slug: "rate-limited",
+	return &oms.Error{Kind: oms.KindRateLimited, Slug: oms.SlugRateLimited,
 		Detail: "the channel's order rate limit is exceeded", RetryAfter: max(wait, time.Second)}
 }
 
@@ -155,7 +155,7 @@ func (h *orderHandlers) channelOrder(r *http.Request, id string) (*oms.Order, er
 		return nil, err
 	}
 	if o.Channel != ch.ID {
-		return nil, oms.Errorf(oms.KindNotFound, "not-found", "no such order")
+		return nil, oms.Errorf(oms.KindNotFound, oms.SlugNotFound, "no such order")
 	}
 	return o, nil
 }
@@ -163,7 +163,7 @@ func (h *orderHandlers) channelOrder(r *http.Request, id string) (*oms.Order, er
 func (h *orderHandlers) get(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if len(id) != 36 {
-		h.s.writeError(w, r, oms.Errorf(oms.KindNotFound, "not-found", "no such order"))
+		h.s.writeError(w, r, oms.Errorf(oms.KindNotFound, oms.SlugNotFound, "no such order"))
 		return
 	}
 	o, err := h.channelOrder(r, id)
@@ -190,7 +190,7 @@ func (h *orderHandlers) byExternal(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *orderHandlers) release(w http.ResponseWriter, r *http.Request) {
-	o, err := h.admin.ReleaseHold(r.Context(), r.PathValue("id"))
+	o, err := h.admin.ClearReview(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return

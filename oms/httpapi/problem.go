@@ -47,7 +47,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	p := Problem{Status: status, Title: http.StatusText(status), Instance: r.URL.Path, RequestID: requestID(r.Context())}
 	var e *oms.Error
 	if errors.As(err, &e) {
-		p.Type = ProblemBase + e.Slug
+		p.Type = ProblemBase + string(e.Slug)
 		p.Detail = e.Detail
 		p.Errors = e.Fields
 		if e.RetryAfter > 0 {
@@ -55,7 +55,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	}
 	if status == http.StatusInternalServerError || p.Type == "" {
-		p.Type = ProblemBase + "internal"
+		p.Type = ProblemBase + string(oms.SlugInternal)
 		p.Detail = "internal error; the request id identifies it in the server log"
 		s.log.ErrorContext(r.Context(), "internal error", "request_id", p.RequestID, "route", r.Pattern, "err", err)
 	}

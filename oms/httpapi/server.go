@@ -127,7 +127,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("POST /v1/channels", s.Admin(s.createChannel))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, oms.Errorf(oms.KindNotFound, "not-found", "no route for %s %s", r.Method, r.URL.Path))
+		s.writeError(w, r, oms.Errorf(oms.KindNotFound, oms.SlugNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 }
 
@@ -251,7 +251,7 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-var errUnauthorized = &oms.Error{Kind: oms.KindUnauthorized, Slug: "unauthorized", Detail: "a valid API key is required (Authorization: Bearer <key>)"}
+var errUnauthorized = &oms.Error{Kind: oms.KindUnauthorized, Slug: oms.SlugUnauthorized, Detail: "a valid API key is required (Authorization: Bearer <key>)"}
 
 // Admin wraps a handler that only the admin key may call.
 func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
@@ -331,7 +331,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_ = jsonEncode(w, map[string]any{
-			"type": ProblemBase + "not-ready", "title": "Service Unavailable", "status": 503,
+			"type": ProblemBase + string(oms.SlugNotReady), "title": "Service Unavailable", "status": 503,
 			"detail": "a dependency is not reachable", "checks": checks,
 		})
 		return

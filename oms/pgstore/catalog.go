@@ -18,7 +18,7 @@ func (s *Store) CreateChannel(ctx context.Context, c oms.Channel, keyHash []byte
 	_, err := s.pool.Exec(ctx, `INSERT INTO channels (id, name, key_hash, rate_per_sec, burst) VALUES ($1, $2, $3, $4, $5)`,
 		c.ID, c.Name, keyHash, c.RatePerSec, c.Burst)
 	if IsUniqueViolation(err) {
-		return oms.Errorf(oms.KindConflict, "channel-exists", "channel %q already exists", c.ID)
+		return oms.Errorf(oms.KindConflict, oms.SlugChannelExists, "channel %q already exists", c.ID)
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: create channel: %w", err)

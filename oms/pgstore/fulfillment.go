@@ -53,7 +53,7 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, orderID string, fn func
 		var shipped []oms.Shipment
 		o, err := s.transitionTx(ctx, tx, orderID, func(o *oms.Order) ([]oms.OutboxEvent, error) {
 			shipped = nil
-			was := make(map[string]string, len(o.Shipments))
+			was := make(map[string]oms.ShipmentStatus, len(o.Shipments))
 			for _, sh := range o.Shipments {
 				was[sh.ID] = sh.Status
 			}
@@ -62,7 +62,7 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, orderID string, fn func
 				return nil, err
 			}
 			for _, sh := range o.Shipments {
-				if sh.Status == oms.ShipShipped && was[sh.ID] != oms.ShipShipped {
+				if sh.Status == oms.ShipmentShipped && was[sh.ID] != oms.ShipmentShipped {
 					shipped = append(shipped, sh)
 				}
 			}

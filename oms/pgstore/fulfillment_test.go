@@ -29,9 +29,9 @@ func storeOrder(t *testing.T, s *Store, node, sku string, qty int64) *oms.Order 
 	t.Helper()
 	now := time.Now().UTC()
 	sid := uuid.NewString()
-	o := &oms.Order{ID: uuid.NewString(), ExternalID: uuid.NewString(), Channel: "web", Status: oms.StatusReleased,
+	o := &oms.Order{ID: uuid.NewString(), ExternalID: uuid.NewString(), Channel: "web", Status: oms.OrderReleased,
 		PaymentStatus: oms.PaymentPaid, Lines: []oms.Line{{SKU: sku, Qty: qty, UnitPrice: 1}}, Currency: "CNY",
-		Shipments: []oms.Shipment{{ID: sid, NodeID: node, Status: oms.ShipRequested, Lines: []oms.ShipLine{{SKU: sku, Qty: qty}}, HoldID: sid}},
+		Shipments: []oms.Shipment{{ID: sid, NodeID: node, Status: oms.ShipmentRequested, Lines: []oms.ShipLine{{SKU: sku, Qty: qty}}, HoldID: sid}},
 		Version:   1, CreatedAt: now, UpdatedAt: now}
 	no := &oms.NewOrder{Order: o, RequestHash: []byte{1}}
 	if err := s.CommitOrders(context.Background(), []*oms.NewOrder{no}); err != nil || no.Outcome != oms.OutcomeInserted {
@@ -62,11 +62,11 @@ func shipFn(sid string) func(o *oms.Order) ([]oms.OutboxEvent, error) {
 	return func(o *oms.Order) ([]oms.OutboxEvent, error) {
 		for i := range o.Shipments {
 			if o.Shipments[i].ID == sid {
-				o.Shipments[i].Status = oms.ShipShipped
+				o.Shipments[i].Status = oms.ShipmentShipped
 				o.Shipments[i].TrackingNumber = "TRK"
 			}
 		}
-		o.Status = oms.StatusShipped
+		o.Status = oms.OrderShipped
 		id := oms.EventID(o.ID, "test.shipped")
 		return []oms.OutboxEvent{{ID: id, Topic: oms.TopicOrders, Key: o.ID, Seq: 2, Payload: []byte(`{"event_id":"` + id + `"}`), At: time.Now()}}, nil
 	}
@@ -93,7 +93,7 @@ func TestApplyEventRecordsTheEventAndTheShipLedgerOnce(t *testing.T) {
 				t.Errorf("apply: %v", err)
 				return
 			}
-			if got.Status != oms.StatusShipped {
+			if got.Status != oms.OrderShipped {
 				t.Errorf("got status %s, want shipped", got.Status)
 			}
 			if ok {
@@ -137,10 +137,10 @@ func TestApplyEventKeepsAnIgnoredEventAndAbortsOnOtherErrors(t *testing.T) {
 	o := storeOrder(t, s, "WH-1", "SKU-1", 1)
 	ignored := fmt.Errorf("late: %w", oms.ErrEventIgnored)
 	got, ok, err := s.ApplyEvent(ctx, "ev-ign", o.ID, func(o *oms.Order) ([]oms.OutboxEvent, error) {
-		o.Status = oms.StatusShipped // must not be written
+		o.Status = oms.OrderShipped // must not be written
 		return nil, ignored
 	})
-	if !errors.Is(err, oms.ErrEventIgnored) || ok || got == nil || got.Status != oms.StatusReleased {
+	if !errors.Is(err, oms.ErrEventIgnored) || ok || got == nil || got.Status != oms.OrderReleased {
 		t.Fatalf("got %v, %v, %v; want the unchanged order and the ignored error", got, ok, err)
 	}
 	if _, ok, err := s.ApplyEvent(ctx, "ev-ign", o.ID, shipFn(o.Shipments[0].ID)); ok || err != nil {
@@ -159,7 +159,7 @@ func TestDueForExpiry(t *testing.T) {
 	s := migrated(t)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	mk := func(status, pay string, until time.Time) string {
+	mk := func(status oms.OrderStatus, pay string, until time.Time) string {
 		o := &oms.Order{ID: uuid.NewString(), ExternalID: uuid.NewString(), Channel: "web", Status: status, PaymentStatus: pay,
 			ReservedUntil: &until, Version: 1, CreatedAt: now, UpdatedAt: now}
 		if err := s.CommitOrders(ctx, []*oms.NewOrder{{Order: o, RequestHash: []byte{1}}}); err != nil {
@@ -167,11 +167,11 @@ func TestDueForExpiry(t *testing.T) {
 		}
 		return o.ID
 	}
-	due := mk(oms.StatusPendingPayment, oms.PaymentPending, now.Add(-time.Minute))
-	dueHeld := mk(oms.StatusOnHold, oms.PaymentPending, now.Add(-2*time.Minute))
-	mk(oms.StatusPendingPayment, oms.PaymentPending, now.Add(time.Minute))
-	mk(oms.StatusOnHold, oms.PaymentPaid, now.Add(-time.Minute))
-	mk(oms.StatusExpired, oms.PaymentPending, now.Add(-time.Minute))
+	due := mk(oms.OrderPendingPayment, oms.PaymentPending, now.Add(-time.Minute))
+	dueHeld := mk(oms.OrderInReview, oms.PaymentPending, now.Add(-2*time.Minute))
+	mk(oms.OrderPendingPayment, oms.PaymentPending, now.Add(time.Minute))
+	mk(oms.OrderInReview, oms.PaymentPaid, now.Add(-time.Minute))
+	mk(oms.OrderExpired, oms.PaymentPending, now.Add(-time.Minute))
 	ids, err := s.DueForExpiry(ctx, now, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -187,9 +187,9 @@ func TestTransitionClearsTheShipmentsDeadlineWithThePayment(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	until := now.Add(time.Hour)
 	sid := uuid.NewString()
-	o := &oms.Order{ID: uuid.NewString(), ExternalID: "x", Channel: "web", Status: oms.StatusOnHold, PaymentStatus: oms.PaymentPending,
+	o := &oms.Order{ID: uuid.NewString(), ExternalID: "x", Channel: "web", Status: oms.OrderInReview, PaymentStatus: oms.PaymentPending,
 		ReservedUntil: &until, Version: 1, CreatedAt: now, UpdatedAt: now,
-		Shipments: []oms.Shipment{{ID: sid, NodeID: "WH-1", Status: oms.ShipPending, Lines: []oms.ShipLine{{SKU: "S", Qty: 1}}, HoldID: sid}}}
+		Shipments: []oms.Shipment{{ID: sid, NodeID: "WH-1", Status: oms.ShipmentPending, Lines: []oms.ShipLine{{SKU: "S", Qty: 1}}, HoldID: sid}}}
 	if err := s.CommitOrders(ctx, []*oms.NewOrder{{Order: o, RequestHash: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,7 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 			oID = append(oID, o.ID)
 			oChan = append(oChan, o.Channel)
 			oExt = append(oExt, o.ExternalID)
-			oStatus = append(oStatus, o.Status)
+			oStatus = append(oStatus, string(o.Status))
 			oPay = append(oPay, o.PaymentStatus)
 			oUntil = append(oUntil, o.ReservedUntil)
 			oHash = append(oHash, batch[i].RequestHash)
@@ -201,7 +201,7 @@ func (s *Store) CommitOrders(ctx context.Context, batch []*oms.NewOrder) error {
 				lOrder, lNo, lSKU, lQty, lPrice = append(lOrder, o.ID), append(lNo, int32(n)), append(lSKU, l.SKU), append(lQty, l.Qty), append(lPrice, l.UnitPrice)
 			}
 			for _, sh := range o.Shipments {
-				sID, sOrder, sNode, sStatus, sHold = append(sID, sh.ID), append(sOrder, o.ID), append(sNode, sh.NodeID), append(sStatus, sh.Status), append(sHold, sh.HoldID)
+				sID, sOrder, sNode, sStatus, sHold = append(sID, sh.ID), append(sOrder, o.ID), append(sNode, sh.NodeID), append(sStatus, string(sh.Status)), append(sHold, sh.HoldID)
 				sUntil, sCreated = append(sUntil, o.ReservedUntil), append(sCreated, o.CreatedAt)
 				for _, l := range sh.Lines {
 					slShip, slSKU, slQty = append(slShip, sh.ID), append(slSKU, l.SKU), append(slQty, l.Qty)

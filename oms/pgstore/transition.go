@@ -53,7 +53,7 @@ func (s *Store) transitionTx(ctx context.Context, tx pgx.Tx, id string, fn func(
 		return nil, fmt.Errorf("pgstore: shipments: %w", err)
 	}
 	holds := map[string]string{}
-	before := map[string]string{}
+	before := map[string]oms.ShipmentStatus{}
 	for rows.Next() {
 		var sid, hold, st string
 		if err := rows.Scan(&sid, &hold, &st); err != nil {
@@ -61,7 +61,7 @@ func (s *Store) transitionTx(ctx context.Context, tx pgx.Tx, id string, fn func(
 			return nil, err
 		}
 		holds[sid] = hold
-		before[sid] = st
+		before[sid] = oms.ShipmentStatus(st)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

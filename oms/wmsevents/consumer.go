@@ -332,7 +332,7 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) error {
 			outcome = "rejected"
 		}
 		if outcome != "" {
-			c.events.WithLabelValues(typ, outcome).Inc()
+			c.events.WithLabelValues(string(typ), outcome).Inc()
 			if c.cfg.AfterApply != nil {
 				if herr := c.cfg.AfterApply(m); herr != nil {
 					return errStop{herr}
@@ -343,7 +343,7 @@ func (c *Consumer) handle(ctx context.Context, m kafka.Message) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.events.WithLabelValues(typ, "retried").Inc()
+		c.events.WithLabelValues(string(typ), "retried").Inc()
 		c.cfg.Logger.Warn("oms.wmsevents: transient error, retrying", "event_id", ev.EventID, "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {

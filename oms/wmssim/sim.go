@@ -86,8 +86,8 @@ type sim struct {
 var simNamespace = uuid.MustParse("4d1e8b2a-6c3f-5a97-b0d4-7e2f1a9c3b58")
 
 // EventID is the id the simulator gives to event typ of a shipment.
-func EventID(shipmentID, typ string) string {
-	return uuid.NewSHA1(simNamespace, []byte(shipmentID+"\x00"+typ)).String()
+func EventID(shipmentID string, typ oms.EventType) string {
+	return uuid.NewSHA1(simNamespace, []byte(shipmentID+"\x00"+string(typ))).String()
 }
 
 // TrackingNumber is the tracking number the simulator gives a shipment.
@@ -231,7 +231,7 @@ func message(ev oms.WMSEvent) kafka.Message {
 	return kafka.Message{Key: []byte(ev.ShipmentID), Value: b}
 }
 
-func (s *sim) event(id, typ string) oms.WMSEvent {
+func (s *sim) event(id string, typ oms.EventType) oms.WMSEvent {
 	return oms.WMSEvent{EventID: EventID(id, typ), Type: typ, ShipmentID: id, OccurredAt: time.Now().UTC()}
 }
 

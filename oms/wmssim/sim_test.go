@@ -65,7 +65,7 @@ func (c *collector) run(ctx context.Context, brokers []string) {
 	}
 }
 
-func (c *collector) of(shipment, typ string) []oms.WMSEvent {
+func (c *collector) of(shipment string, typ oms.EventType) []oms.WMSEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []oms.WMSEvent
@@ -78,7 +78,7 @@ func (c *collector) of(shipment, typ string) []oms.WMSEvent {
 }
 
 func request(typ, shipment, node string) kafka.Message {
-	b, _ := json.Marshal(oms.ShipmentEvent{EventID: uuid.NewString(), Type: typ, ShipmentID: shipment, OrderID: uuid.NewString(),
+	b, _ := json.Marshal(oms.ShipmentEvent{EventID: uuid.NewString(), Type: oms.EventType(typ), ShipmentID: shipment, OrderID: uuid.NewString(),
 		NodeID: node, Lines: []oms.ShipLine{{SKU: "S", Qty: 1}}})
 	return kafka.Message{Key: []byte(node), Value: b}
 }
