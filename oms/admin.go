@@ -215,17 +215,17 @@ func (a *Admin) Simulate(ctx context.Context, channel string, req *OrderRequest,
 		return nil, err
 	}
 	cands := a.catalog.Candidates()
-	keys := stockKeys(cands, distinctSKUs(req.Lines))
-	avail, _, err := ReadAvailability(ctx, a.stock, keys)
+	o := &Order{ID: OrderID(channel, req.ExternalID), Channel: channel, Lines: req.Lines, ShipTo: req.ShipTo, Fulfillment: req.Fulfillment}
+	so := sourcingOrder(o, nil)
+	avail, _, err := ReadAvailability(ctx, a.stock, stockKeys(cands, so))
 	if err != nil {
 		return nil, stockErr(err)
 	}
-	o := &Order{ID: OrderID(channel, req.ExternalID), Channel: channel, Total: req.Value()}
 	rules := a.catalog.Rules()
 	if draft != nil {
 		rules = draft
 	}
-	return sourcing.Plan(toSourcingOrder(o, req), cands, avail, rules), nil
+	return sourcing.Plan(so, cands, avail, rules), nil
 }
 
 // PutPromotion validates and stores a promotion.

@@ -92,7 +92,7 @@ type FulfillmentStore interface {
 
 // FulfillmentStock is what the pipeline needs of the inventory engine.
 type FulfillmentStock interface {
-	PlanStock
+	Stock
 	Commit(ctx context.Context, node, holdID string) (bool, error)
 	Confirm(ctx context.Context, node, holdID string) error
 }
@@ -360,12 +360,13 @@ func (f *FulfillmentService) prepareResource(ctx context.Context, orderID string
 			cands = append(cands, n)
 		}
 	}
-	pl, err := planReserve(ctx, f.stock, orderSourcing(o, s.Lines), cands, f.catalog.Rules(),
-		ShipmentRequested, time.Time{}, f.cfg.MaxPlanAttempts, true, f.releaseShips, nil)
+	placer := Placer{Stock: f.stock, Attempts: f.cfg.MaxPlanAttempts, Timeout: f.cfg.SideEffectTimeout, Log: f.log}
+	placed, err := placer.Place(ctx, Placement{Order: sourcingOrder(o, s.Lines), Candidates: cands, Rules: f.catalog.Rules(),
+		Status: ShipmentRequested, Backorder: true})
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{ships: pl.Ships, plan: pl.Plan}, nil
+	return &prepared{ships: placed.Shipments, plan: placed.Plan}, nil
 }
 
 func (f *FulfillmentService) applyWMS(ctx context.Context, orderID string, ev WMSEvent) (*Order, error) {

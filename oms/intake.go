@@ -16,10 +16,6 @@ import (
 	"github.com/omsd/omsd/sourcing"
 )
 
-// Stock is what intake needs of the inventory engine: what planning and
-// reserving need (PlanStock).
-type Stock = PlanStock
-
 // Limits is the per-customer purchase limit store (flash-sale rule).
 type Limits interface {
 	Take(ctx context.Context, promo, customer, sku, orderID string, qty, limit int64, until time.Time) error
@@ -77,7 +73,7 @@ type Intake struct {
 	Checks       []Check
 	ReviewChecks []ReviewCheck
 	catalog      Catalog
-	stock        Stock
+	placer       *Placer
 	limits       Limits
 	committer    *Committer
 	store        BatchStore
@@ -127,7 +123,7 @@ func NewIntake(cfg IntakeConfig, d IntakeDeps, reg prometheus.Registerer) *Intak
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, stock: d.Stock, limits: d.Limits,
+	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.ResolveTimeout, Log: d.Log}, limits: d.Limits,
 		committer: d.Committer, store: d.Store, orders: d.Orders, log: d.Log, now: d.Now}
 	in.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "omsd_intake_orders_total", Help: "Orders submitted, by channel and outcome.",
@@ -322,7 +318,7 @@ func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, 
 		holdDeadline = until.Add(in.cfg.HoldGrace)
 	}
 
-	shipments, err := in.reserve(ctx, o, req, holdDeadline)
+	shipments, err := in.reserve(ctx, o, holdDeadline)
 	if err != nil {
 		giveBack()
 		if KindOf(err) == KindConflict {
@@ -393,15 +389,7 @@ func (in *Intake) resolve(ctx context.Context, no *NewOrder, hash []byte, cause 
 	return nil, false, unavailable("the order could not be stored; nothing was kept, retry with the same external_id", cause)
 }
 
-func (in *Intake) releaseAll(ctx context.Context, ships []Shipment) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ResolveTimeout)
-	defer cancel()
-	for _, s := range ships {
-		if _, err := in.stock.Release(ctx, s.NodeID, s.HoldID); err != nil {
-			in.log.Error("release reservation", "hold_id", s.HoldID, "node", s.NodeID, "err", err)
-		}
-	}
-}
+func (in *Intake) releaseAll(ctx context.Context, ships []Shipment) { in.placer.Release(ctx, ships) }
 
 // takeLimits takes the per-customer purchase limits of promoted SKUs,
 // before the stock; a refusal is a 422 naming the line.
@@ -434,59 +422,31 @@ func (in *Intake) takeLimits(ctx context.Context, id string, req *OrderRequest, 
 	return taken, nil
 }
 
-// reserve plans the order on fresh availability and reserves every
-// shipment; when a reservation loses a race it releases what it holds and
-// plans again, a bounded number of times (planReserve).
-func (in *Intake) reserve(ctx context.Context, o *Order, req *OrderRequest, deadline time.Time) ([]Shipment, error) {
-	shipStatus := ShipmentPending
+// reserve places the order's lines; a plan that cannot be filled is a
+// 409 insufficient-stock.
+func (in *Intake) reserve(ctx context.Context, o *Order, deadline time.Time) ([]Shipment, error) {
+	status := ShipmentPending
 	if o.Status == OrderReleased {
-		shipStatus = ShipmentRequested
+		status = ShipmentRequested
 	}
-	pl, err := planReserve(ctx, in.stock, toSourcingOrder(o, req), in.catalog.Candidates(), in.catalog.Rules(),
-		shipStatus, deadline, in.cfg.MaxPlanAttempts, false, in.releaseAll,
-		func(plan *sourcing.Result, replan bool) {
-			if replan {
-				in.replans.Inc()
-			}
-			in.plans.WithLabelValues(string(plan.Outcome)).Inc()
-		})
+	placed, err := in.placer.Place(ctx, Placement{Order: sourcingOrder(o, nil), Candidates: in.catalog.Candidates(),
+		Rules: in.catalog.Rules(), Status: status, Deadline: deadline})
+	in.replans.Add(float64(placed.Replans))
+	if placed.Plan != nil {
+		in.plans.WithLabelValues(string(placed.Plan.Outcome)).Inc()
+	}
 	if err != nil {
 		return nil, err
 	}
-	if pl.Plan != nil && pl.Plan.Outcome == sourcing.OutcomeFulfilled && len(pl.Ships) > 0 {
-		in.perOrder.Observe(float64(len(pl.Ships)))
-		return pl.Ships, nil
+	if placed.Filled() {
+		in.perOrder.Observe(float64(len(placed.Shipments)))
+		return placed.Shipments, nil
 	}
 	reason := "no plan"
-	if pl.Plan != nil {
-		reason = pl.Plan.Reason
+	if placed.Plan != nil {
+		reason = placed.Plan.Reason
 	}
 	return nil, Errorf(KindConflict, SlugInsufficientStock, "the stock cannot be reserved under the sourcing rules: %s", reason)
-}
-
-func stockErr(err error) error {
-	if errors.Is(err, inventory.ErrNotReady) {
-		return &Error{Kind: KindUnavailable, Slug: SlugStockNotReady, Detail: "stock counters are being rebuilt; retry shortly", Err: err, RetryAfter: 2 * time.Second}
-	}
-	return unavailable("the stock engine is unavailable", err)
-}
-
-// toSourcingOrder converts an order into what sourcing plans.
-func toSourcingOrder(o *Order, req *OrderRequest) *sourcing.Order {
-	so := &sourcing.Order{ID: o.ID, Channel: o.Channel, Value: o.Total, Lines: make([]sourcing.Line, len(req.Lines))}
-	if req.ShipTo != nil {
-		so.Region = req.ShipTo.Region
-		if req.ShipTo.Lat != nil && req.ShipTo.Lon != nil {
-			so.Lat, so.Lon, so.HasLocation = *req.ShipTo.Lat, *req.ShipTo.Lon, true
-		}
-	}
-	if req.Fulfillment.Type == FulfillPickup {
-		so.Pickup, so.PickupNode = true, req.Fulfillment.PickupNode
-	}
-	for i, l := range req.Lines {
-		so.Lines[i] = sourcing.Line{SKU: l.SKU, Qty: l.Qty, UnitPrice: l.UnitPrice}
-	}
-	return so
 }
 
 // creationEvents are the outbox rows of a new order: order.created, and
@@ -499,12 +459,6 @@ func creationEvents(o *Order, doc []byte, now time.Time) []OutboxEvent {
 		}
 	}
 	return evs
-}
-
-// ToSourcingNode converts a node for sourcing.
-func ToSourcingNode(n Node) sourcing.Node {
-	return sourcing.Node{ID: n.ID, Name: n.Name, Type: n.Type, Lat: n.Location.Lat, Lon: n.Location.Lon,
-		Regions: n.Regions, Channels: n.Channels, Priority: n.Priority, DailyCapacity: n.DailyCapacity, Active: n.Active}
 }
 
 // GiveBackLimits returns a function that gives back the purchase-limit

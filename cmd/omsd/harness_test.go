@@ -223,7 +223,7 @@ type orderView struct {
 	Status        string  `json:"status"`
 	PaymentStatus string  `json:"payment_status"`
 	ReservedUntil *string `json:"reserved_until"`
-	ReviewReasons []string
+	ReviewReasons []string `json:"hold_reasons"`
 	Attribution   map[string]string `json:"attribution"`
 	Shipments     []struct {
 		ID     string `json:"id"`
