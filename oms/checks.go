@@ -1,14 +1,12 @@
 package oms
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // CheckInput is what an order check sees.
@@ -26,14 +24,6 @@ type CheckInput struct {
 type Check struct {
 	Name string
 	Fn   func(in *CheckInput) []FieldError
-}
-
-// ReviewCheck flags a valid but suspicious order: a non-empty reason puts it
-// on hold (reserved, not released to the warehouse until an admin releases
-// it). An error fails the order with 503 (the channel retries).
-type ReviewCheck struct {
-	Name string
-	Fn   func(ctx context.Context, in *CheckInput) (reason string, err error)
 }
 
 var (
@@ -58,6 +48,7 @@ func DefaultChecks() []Check {
 		{"total", checkTotal},
 		{"fulfillment", checkFulfillment},
 		{"attribution", checkAttribution},
+		{"text", checkText},
 	}
 }
 
@@ -219,77 +210,65 @@ func RunChecks(checks []Check, in *CheckInput) error {
 	return nil
 }
 
-// Seen is one key to remember for TTL with a value.
-type Seen struct {
-	Key, Value string
-	TTL        time.Duration
-}
+// MaxText bounds every free-text field that has no tighter limit.
+const MaxText = 200
 
-// Recent remembers keys for a while: MarkSeen sets each key to its value
-// if absent and returns the previous values ("" when absent). Redis SET NX
-// GET implements it in one round trip.
-type Recent interface {
-	MarkSeen(ctx context.Context, entries []Seen) (previous []string, err error)
-}
-
-// ReviewConfig tunes the default hold checks.
-type ReviewConfig struct {
-	// UnusualQty: a line of at least this many units from a customer not
-	// seen before goes on hold; default 20.
-	UnusualQty int64
-	// RepeatWindow: the same customer ordering the same lines again within
-	// it goes on hold; default 10 minutes.
-	RepeatWindow time.Duration
-	// CustomerMemory: how long a customer counts as known; default 90 days.
-	CustomerMemory time.Duration
-}
-
-// DefaultReviewChecks flags a new customer ordering an unusual quantity, and
-// the same customer ordering the same lines twice within minutes (under a
-// different external id: a true retry is caught by idempotency first).
-// Both are answered by one Redis round trip.
-func DefaultReviewChecks(cfg ReviewConfig, recent Recent, orderID func(*CheckInput) string) []ReviewCheck {
-	if cfg.UnusualQty <= 0 {
-		cfg.UnusualQty = 20
+// checkText refuses, in every free-text field, what the database or a
+// warehouse cannot take: NUL and other control characters (a JSON
+// "\u0000" decodes to a valid string that PostgreSQL's jsonb refuses),
+// invalid UTF-8, and values past their length limit.
+func checkText(in *CheckInput) []FieldError {
+	r := in.Req
+	type field struct {
+		name, v string
+		max     int
 	}
-	if cfg.RepeatWindow <= 0 {
-		cfg.RepeatWindow = 10 * time.Minute
+	fields := []field{{"customer.id", r.Customer.ID, 128}, {"customer.email", r.Customer.Email, 254},
+		{"customer.phone", r.Customer.Phone, 32}, {"fulfillment.pickup_node", r.Fulfillment.PickupNode, 64}}
+	if a := r.ShipTo; a != nil {
+		fields = append(fields, field{"ship_to.name", a.Name, MaxText}, field{"ship_to.line1", a.Line1, MaxText},
+			field{"ship_to.line2", a.Line2, MaxText}, field{"ship_to.city", a.City, MaxText},
+			field{"ship_to.region", a.Region, 16}, field{"ship_to.postal_code", a.PostalCode, 32},
+			field{"ship_to.country", a.Country, 2})
 	}
-	if cfg.CustomerMemory <= 0 {
-		cfg.CustomerMemory = 90 * 24 * time.Hour
+	if a := r.Attribution; a != nil {
+		fields = append(fields, field{"attribution.distributor", a.Distributor, 128}, field{"attribution.store", a.Store, 64},
+			field{"attribution.associate", a.Associate, 128})
 	}
-	return []ReviewCheck{{Name: "suspicious", Fn: func(ctx context.Context, in *CheckInput) (string, error) {
-		id := orderID(in)
-		cust := fingerprint(in.Channel, in.Req.Customer.ID)
-		lines := slices.Clone(in.Req.Lines)
-		slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
-		var b strings.Builder
-		b.WriteString(cust)
-		for _, l := range lines {
-			fmt.Fprintf(&b, "|%s:%d", l.SKU, l.Qty)
+	var fs []FieldError
+	for _, f := range fields {
+		if msg := textProblem(f.v, f.max); msg != "" {
+			fs = append(fs, FieldError{f.name, msg})
 		}
-		repeatKey := "oms:repeat:" + fingerprint(b.String())
-		custKey := "oms:customer:" + cust
-		prev, err := recent.MarkSeen(ctx, []Seen{{repeatKey, id, cfg.RepeatWindow}, {custKey, id, cfg.CustomerMemory}})
-		if err != nil {
-			return "", err
-		}
-		if prev[0] != "" && prev[0] != id {
-			return "repeat_order", nil
-		}
-		if prev[1] == "" || prev[1] == id {
-			for _, l := range in.Req.Lines {
-				if l.Qty >= cfg.UnusualQty {
-					return "unusual_quantity_new_customer", nil
-				}
-			}
-		}
-		return "", nil
-	}}}
+	}
+	return fs
 }
 
-// fingerprint hashes identifiers so that Redis keys carry no personal data.
-func fingerprint(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(h[:12])
+// textProblem says what is wrong with a free-text value, "" when nothing.
+func textProblem(v string, max int) string {
+	if len(v) > max {
+		return fmt.Sprintf("at most %d bytes", max)
+	}
+	if !utf8.ValidString(v) {
+		return "must be valid UTF-8"
+	}
+	for _, c := range v {
+		if unicode.IsControl(c) {
+			return "must not contain control characters (such as NUL)"
+		}
+	}
+	return ""
+}
+
+// MaxIdempotencyKey bounds the Idempotency-Key header.
+const MaxIdempotencyKey = 255
+
+// CheckIdempotencyKey refuses an Idempotency-Key header that is too long,
+// not UTF-8 or holds control characters: a 400 naming the header.
+func CheckIdempotencyKey(key string) error {
+	if msg := textProblem(key, MaxIdempotencyKey); msg != "" {
+		return &Error{Kind: KindBadRequest, Slug: SlugBadHeader, Detail: "the Idempotency-Key header is not valid",
+			Fields: []FieldError{{"Idempotency-Key", msg}}}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package oms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -11,7 +12,7 @@ import (
 )
 
 // NewOrder is an order on its way into the database, with what the
-// committer must write alongside it and, after the commit, its outcome.
+// committer writes alongside it and, after the commit, its outcome.
 type NewOrder struct {
 	Order       *Order
 	RequestHash []byte
@@ -38,33 +39,68 @@ const (
 	OutcomeIdemTaken                          // the Idempotency-Key belongs to another order
 )
 
-// BatchStore writes a batch of orders in ONE transaction: orders, lines,
-// shipments, shipment lines, idempotency keys and outbox rows, setting
-// each NewOrder's Outcome. An error means nothing of the batch is known to
-// be written; the caller resolves it with OrdersExist.
-type BatchStore interface {
+// ErrOrderData marks a store error caused by the data of an order (a
+// value the database refuses), not by the database: the committer commits
+// the rest of the batch without the order at fault.
+var ErrOrderData = errors.New("oms: the database refused an order's data")
+
+// OrderStore is intake's one seam to the order database.
+type OrderStore interface {
+	// CommitOrders writes a batch of new orders in ONE transaction (the
+	// orders, lines, shipments, idempotency keys and outbox rows) and sets
+	// each NewOrder's Outcome. An error wrapping ErrOrderData: the data of
+	// one or more orders was refused and nothing was written. Any other
+	// error: nothing of the batch is known to be written.
 	CommitOrders(ctx context.Context, batch []*NewOrder) error
-	// OrdersExist reports, for ids, the hold ids of the stored orders'
-	// shipments (nil when the order does not exist).
-	OrdersExist(ctx context.Context, ids []string) (map[string][]string, error)
+	// SettleOrders waits until no transaction can still write the orders
+	// ids (it claims their keys itself, which waits for any transaction
+	// that holds them, and gives them back), then maps each stored id to
+	// its shipments' hold ids. After it answers, "not stored" is final.
+	SettleOrders(ctx context.Context, ids []string) (map[string][]string, error)
+	// GetOrder returns the order and the hash of the request that created
+	// it; ErrNotFound when absent.
+	GetOrder(ctx context.Context, id string) (*Order, []byte, error)
 }
 
-// CommitterConfig configures the group committer.
+// CommitterConfig configures the group committer. Zero values mean the
+// defaults written next to each field.
 type CommitterConfig struct {
 	// Shards is the number of independent batchers; default 8.
 	Shards int
 	// Window is how long a shard waits for more orders after the first
-	// arrives. Default 0: no wait. A shard commits whatever is queued as
-	// soon as its previous commit returns, so batches grow with the load by
-	// themselves (the orders that arrive during one commit form the next
-	// batch) and an idle shard adds no latency. A positive window trades
-	// latency for larger batches.
+	// arrives; default 0. A shard commits whatever is queued as soon as
+	// its previous commit returns, so batches grow with the load by
+	// themselves and an idle shard adds no latency; a positive window
+	// trades latency for larger batches.
 	Window time.Duration
-	// MaxBatch flushes a shard early; default 128.
+	// MaxBatch bounds one transaction; default 128.
 	MaxBatch int
+	// QueueDepth bounds the orders waiting per shard; past it Commit
+	// answers ErrOverloaded at once; default 4 × MaxBatch.
+	QueueDepth int
 	// Timeout of one batch transaction, independent of any request;
 	// default 10s.
 	Timeout time.Duration
+	// Registerer receives the metrics; nil: none.
+	Registerer prometheus.Registerer
+}
+
+func (c *CommitterConfig) setDefaults() {
+	c.Shards = cmpOr(c.Shards, 8)
+	c.MaxBatch = cmpOr(c.MaxBatch, 128)
+	c.QueueDepth = cmpOr(c.QueueDepth, 4*c.MaxBatch)
+	c.Timeout = cmpOr(c.Timeout, 10*time.Second)
+}
+
+// Validate reports a configuration that cannot work.
+func (c CommitterConfig) Validate() error {
+	if c.Window < 0 || c.Shards < 0 || c.MaxBatch < 0 || c.QueueDepth < 0 || c.Timeout < 0 {
+		return errors.New("oms: committer settings must not be negative")
+	}
+	if c.Shards > 1024 || c.MaxBatch > 10000 {
+		return errors.New("oms: committer shards at most 1024, batch at most 10000")
+	}
+	return nil
 }
 
 type commitReq struct {
@@ -72,41 +108,38 @@ type commitReq struct {
 	done chan error
 }
 
-// Committer spreads orders over shards by id; each shard gathers what
-// arrives within a short window (or up to MaxBatch) and commits it in one
-// transaction, so the cost of a durable commit (an fsync) is shared by the
-// batch. A caller waits for its batch with its own context; a caller that
-// gives up does not cancel the batch.
+// Committer spreads orders over shards by id; each shard commits what is
+// queued in one transaction, so the cost of a durable commit (an fsync) is
+// shared by the batch. Commit waits for the outcome of its batch whatever
+// the caller's context does: the outcome must be known before anything
+// reserved for the order is given back. Start it with Run.
 type Committer struct {
 	cfg    CommitterConfig
-	store  BatchStore
+	store  OrderStore
 	shards []chan commitReq
-	wg     sync.WaitGroup
 	mu     sync.RWMutex
 	closed bool
 
 	batchSize  prometheus.Histogram
 	commitTime prometheus.Histogram
-	failures   prometheus.Counter
+	failures   *prometheus.CounterVec
+	refused    prometheus.Counter
 }
 
-// ErrClosed is returned for work submitted after Close.
-var ErrClosed = &Error{Kind: KindUnavailable, Slug: SlugShuttingDown, Detail: "the server is shutting down"}
+// ErrClosed is returned for work submitted after the committer stopped.
+var ErrClosed = &Error{Kind: KindUnavailable, Slug: SlugShuttingDown, Detail: "the server is shutting down", RetryAfter: time.Second}
 
-// NewCommitter starts the shards.
-func NewCommitter(cfg CommitterConfig, store BatchStore, reg prometheus.Registerer) *Committer {
-	if cfg.Shards <= 0 {
-		cfg.Shards = 8
+// ErrOverloaded is returned at once when more work is waiting than the
+// configured budget: nothing was kept, and a retry after Retry-After is
+// safe.
+var ErrOverloaded = &Error{Kind: KindUnavailable, Slug: SlugOverloaded, Detail: "the server is at capacity; retry shortly", RetryAfter: time.Second}
+
+// NewCommitter builds a committer; Run starts it.
+func NewCommitter(cfg CommitterConfig, store OrderStore) (*Committer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Window < 0 {
-		cfg.Window = 0
-	}
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 128
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
-	}
+	cfg.setDefaults()
 	c := &Committer{cfg: cfg, store: store}
 	c.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "omsd_intake_batch_size", Help: "Orders per group-commit transaction.",
@@ -116,87 +149,127 @@ func NewCommitter(cfg CommitterConfig, store BatchStore, reg prometheus.Register
 		Name: "omsd_intake_commit_duration_seconds", Help: "Duration of one group-commit transaction.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5},
 	})
-	c.failures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "omsd_intake_commit_failures_total", Help: "Group-commit transactions that failed.",
+	c.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omsd_intake_commit_failures_total",
+		Help: "Group-commit transactions that failed, by cause: data (an order's data was refused; the rest is committed without it) or store.",
+	}, []string{"cause"})
+	c.refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "omsd_intake_commit_overloaded_total", Help: "Orders refused because their shard's queue was full.",
 	})
-	if reg != nil {
-		reg.MustRegister(c.batchSize, c.commitTime, c.failures)
+	if err := register(cfg.Registerer, c.batchSize, c.commitTime, c.failures, c.refused); err != nil {
+		return nil, err
 	}
 	for range cfg.Shards {
-		ch := make(chan commitReq, cfg.MaxBatch*4)
-		c.shards = append(c.shards, ch)
-		c.wg.Add(1)
-		go c.loop(ch)
+		c.shards = append(c.shards, make(chan commitReq, cfg.QueueDepth))
 	}
-	return c
+	return c, nil
 }
 
-// Commit queues no on its shard and waits until its batch is committed.
-// It returns nil when the batch committed (no.Outcome says what became of
-// this order), the commit error otherwise. ctx only bounds the wait.
-func (c *Committer) Commit(ctx context.Context, no *NewOrder) error {
+// register registers collectors, returning the first error.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("oms: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run commits batches until ctx ends, then refuses new work, commits what
+// is queued and returns nil.
+func (c *Committer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, ch := range c.shards {
+		wg.Go(func() { c.loop(ch) })
+	}
+	<-ctx.Done()
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		for _, ch := range c.shards {
+			close(ch)
+		}
+	}
+	c.mu.Unlock()
+	wg.Wait()
+	return nil
+}
+
+// Commit queues no on its shard and waits until its batch has committed or
+// failed. It returns nil when the batch committed (no.Outcome says what
+// became of this order) and the commit error otherwise; ErrOverloaded
+// (nothing queued) when the shard's queue is full, ErrClosed after Run
+// ended. It has no context on purpose: a caller that gives up must not
+// act before the outcome is known; the batch's own Timeout bounds the wait.
+func (c *Committer) Commit(no *NewOrder) error {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(no.Order.ID))
+	req := commitReq{no: no, done: make(chan error, 1)}
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
 		return ErrClosed
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(no.Order.ID))
-	req := commitReq{no: no, done: make(chan error, 1)}
-	c.shards[int(h.Sum32()%uint32(len(c.shards)))] <- req
-	c.mu.RUnlock()
 	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		// The batch goes on; the order may still be committed. The
-		// channel's retry finds it through idempotency.
-		return ctx.Err()
+	case c.shards[int(h.Sum32()%uint32(len(c.shards)))] <- req:
+	default:
+		c.mu.RUnlock()
+		c.refused.Inc()
+		return ErrOverloaded
 	}
+	c.mu.RUnlock()
+	return <-req.done
 }
 
 func (c *Committer) loop(ch chan commitReq) {
-	defer c.wg.Done()
 	batch := make([]commitReq, 0, c.cfg.MaxBatch)
-	for {
-		first, ok := <-ch
-		if !ok {
-			return
-		}
+	for first := range ch {
 		batch = append(batch[:0], first)
-		// Take what is already queued, then wait up to Window for more.
-	drain:
-		for len(batch) < c.cfg.MaxBatch {
-			select {
-			case r, ok := <-ch:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		if c.cfg.Window > 0 && len(batch) < c.cfg.MaxBatch {
-			timer := time.NewTimer(c.cfg.Window)
-		gather:
-			for len(batch) < c.cfg.MaxBatch {
-				select {
-				case r, ok := <-ch:
-					if !ok {
-						break gather
-					}
-					batch = append(batch, r)
-				case <-timer.C:
-					break gather
-				}
-			}
-			timer.Stop()
-		}
+		batch = c.gather(ch, batch)
 		c.flush(batch)
 	}
 }
 
+// gather takes what is already queued, then waits up to Window for more.
+func (c *Committer) gather(ch chan commitReq, batch []commitReq) []commitReq {
+	var timeout <-chan time.Time
+	if c.cfg.Window > 0 {
+		t := time.NewTimer(c.cfg.Window)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for len(batch) < c.cfg.MaxBatch {
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if timeout == nil {
+			return batch
+		}
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-timeout:
+			return batch
+		}
+	}
+	return batch
+}
+
+// flush commits batch and answers every order in it. When the store
+// refuses the data of an order, the batch is split in halves and each is
+// committed again, so the order at fault fails alone and the others go in.
 func (c *Committer) flush(batch []commitReq) {
 	orders := make([]*NewOrder, len(batch))
 	for i, r := range batch {
@@ -208,28 +281,20 @@ func (c *Committer) flush(batch []commitReq) {
 	cancel()
 	c.commitTime.Observe(time.Since(start).Seconds())
 	c.batchSize.Observe(float64(len(batch)))
-	if err != nil {
-		c.failures.Inc()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrOrderData):
+		c.failures.WithLabelValues("data").Inc()
+		if len(batch) > 1 {
+			half := len(batch) / 2
+			c.flush(batch[:half])
+			c.flush(batch[half:])
+			return
+		}
+	default:
+		c.failures.WithLabelValues("store").Inc()
 	}
 	for _, r := range batch {
 		r.done <- err
 	}
 }
-
-// Close refuses new work, commits what is queued and waits.
-func (c *Committer) Close() {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	for _, ch := range c.shards {
-		close(ch)
-	}
-	c.mu.Unlock()
-	c.wg.Wait()
-}
-
-// errCommitUnknown marks a commit whose outcome had to be resolved.
-var errCommitUnknown = errors.New("oms: commit outcome unknown")

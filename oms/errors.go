@@ -37,6 +37,7 @@ const (
 	SlugNotFound            Slug = "not-found"            // no such resource (or another channel's)
 	SlugUnavailable         Slug = "unavailable"          // a dependency failed; nothing was kept and a retry is safe
 	SlugStockNotReady       Slug = "stock-not-ready"      // stock counters are being rebuilt from the ledger
+	SlugOverloaded          Slug = "overloaded"           // past the admission budget: nothing was kept, retry after Retry-After
 	SlugShuttingDown        Slug = "shutting-down"        // the instance is draining
 	SlugInvalidTransition   Slug = "invalid-transition"   // the order's state machine forbids the move
 	SlugStaleEvent          Slug = "stale-event"          // a warehouse event the shipment's state already covers
@@ -50,6 +51,7 @@ const (
 	SlugUnauthorized        Slug = "unauthorized"         // no valid API key
 	SlugBodyTooLarge        Slug = "body-too-large"       // the request body exceeds the limit
 	SlugBadBody             Slug = "bad-body"             // the request body could not be read
+	SlugBadHeader           Slug = "bad-header"           // a request header is not valid
 	SlugBadJSON             Slug = "bad-json"             // the body is not the JSON the route takes
 	SlugChannelExists       Slug = "channel-exists"       // a channel with this id exists
 	SlugInternal            Slug = "internal"             // a bug or unexpected failure

@@ -24,6 +24,7 @@ import (
 	"github.com/omsd/omsd/inventory/redisstock"
 	"github.com/omsd/omsd/oms"
 	"github.com/omsd/omsd/oms/kafkabus"
+	"github.com/omsd/omsd/oms/omstest"
 	"github.com/omsd/omsd/oms/pgstore"
 	"github.com/omsd/omsd/oms/relay"
 	"github.com/omsd/omsd/oms/wmsevents"
@@ -94,11 +95,13 @@ func newPipeline(t *testing.T, paymentTimeout time.Duration) *pipeline {
 		t.Fatal(err)
 	}
 	p.admin = oms.NewAdmin(p.store, p.stock, loader{p.store, p.stock}, catalog, nil)
-	committer := oms.NewCommitter(oms.CommitterConfig{}, p.store, nil)
-	t.Cleanup(committer.Close)
-	p.intake = oms.NewIntake(oms.IntakeConfig{PaymentTimeout: paymentTimeout}, oms.IntakeDeps{
-		Catalog: catalog, Stock: p.stock, Committer: committer, Store: p.store, Orders: p.store,
-	}, nil)
+	committer := omstest.StartCommitter(t, oms.CommitterConfig{}, p.store)
+	p.intake, err = oms.NewIntake(oms.IntakeConfig{PaymentTimeout: paymentTimeout}, oms.IntakeDeps{
+		Catalog: catalog, Stock: p.stock, Committer: committer, Store: p.store,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.f = oms.NewFulfillmentService(oms.FulfillmentConfig{}, p.store, p.stock, catalog, nil, p.reg)
 	p.gate = &gate{inner: p.f, held: map[string]*hold{}, seen: map[string]int{}}
 	p.brokers = stacktest.NewKafka(t).Brokers()

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
@@ -16,204 +17,354 @@ import (
 	"github.com/omsd/omsd/sourcing"
 )
 
-// Limits is the per-customer purchase limit store (flash-sale rule).
-type Limits interface {
-	Take(ctx context.Context, promo, customer, sku, orderID string, qty, limit int64, until time.Time) error
-	GiveBack(ctx context.Context, promo, customer, sku, orderID string) error
-}
-
-// Promotion limits how many units of a SKU one customer may buy during a
-// window.
-type Promotion struct {
-	ID               string    `json:"id"`
-	SKU              string    `json:"sku"`
-	PerCustomerLimit int64     `json:"per_customer_limit"`
-	StartsAt         time.Time `json:"starts_at"`
-	EndsAt           time.Time `json:"ends_at"`
-}
-
 // Catalog is the in-memory view of nodes, rules and promotions that
 // intake plans with; it is refreshed in the background.
 type Catalog interface {
 	Node(id string) (Node, bool)
-	// Candidates are the nodes sourcing may choose from, in the form
-	// sourcing takes (shared, read-only).
+	// Candidates are the nodes sourcing may choose from (shared, read-only).
 	Candidates() []sourcing.Node
 	Rules() *sourcing.RuleSet
 	// Promotion returns the promotion active for sku at now.
 	Promotion(sku string, now time.Time) (Promotion, bool)
 }
 
-// OrderReader reads stored orders.
-type OrderReader interface {
-	// GetOrder returns the order and the hash of the request that created
-	// it; ErrNotFound when absent.
-	GetOrder(ctx context.Context, id string) (*Order, []byte, error)
-}
-
-// IntakeConfig configures order intake. Zero values mean defaults.
+// IntakeConfig configures order intake. Zero values mean the defaults
+// written next to each field.
 type IntakeConfig struct {
 	// PaymentTimeout: how long a pending-payment order keeps its stock;
 	// default 30 minutes.
 	PaymentTimeout time.Duration
-	// HoldGrace is added to the Redis deadline of an unpaid reservation, so
-	// that the SQL-driven expiry (authoritative) runs first and the Redis
-	// sweeper is only the backstop; default 5 minutes.
+	// HoldGrace is added to the Redis deadline of an unpaid order's holds,
+	// so that the SQL-driven expiry (authoritative) runs first and the
+	// Redis sweeper is only the backstop; default 5 minutes.
 	HoldGrace time.Duration
 	// MaxPlanAttempts bounds planning again after a lost race; default 4.
 	MaxPlanAttempts int
-	// ResolveTimeout bounds the work after an unclear commit; default 10s.
-	ResolveTimeout time.Duration
+	// SettleTimeout bounds the work after the commit (settling an unclear
+	// outcome, giving back holds and limits); default 10s.
+	SettleTimeout time.Duration
+	// MaxInFlight is the admission budget: orders being taken at once on
+	// this instance. Past it an order is answered 503 overloaded at once,
+	// before any work, so that accepted orders keep their latency;
+	// default 256.
+	MaxInFlight int
+	// Review tunes the built-in review checks.
+	Review ReviewConfig
+	// Registerer receives the metrics; nil: none.
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
-// Intake takes orders: it checks them, plans and reserves their stock,
-// and commits them through the group committer.
-type Intake struct {
-	cfg          IntakeConfig
-	Checks       []Check
-	ReviewChecks []ReviewCheck
-	catalog      Catalog
-	placer       *Placer
-	limits       Limits
-	committer    *Committer
-	store        BatchStore
-	orders       OrderReader
-	log          *slog.Logger
-	now          func() time.Time
-	flight       singleflight.Group
-
-	outcomes *prometheus.CounterVec
-	latency  prometheus.Histogram
-	replans  prometheus.Counter
-	holds    *prometheus.CounterVec
-	plans    *prometheus.CounterVec
-	perOrder prometheus.Histogram
+func (c *IntakeConfig) setDefaults() {
+	c.PaymentTimeout = cmpOr(c.PaymentTimeout, 30*time.Minute)
+	c.HoldGrace = cmpOr(c.HoldGrace, 5*time.Minute)
+	c.MaxPlanAttempts = cmpOr(c.MaxPlanAttempts, 4)
+	c.SettleTimeout = cmpOr(c.SettleTimeout, 10*time.Second)
+	c.MaxInFlight = cmpOr(c.MaxInFlight, 256)
+	c.Review.setDefaults()
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
-// IntakeDeps are the collaborators of Intake.
+// Validate reports a configuration that cannot work.
+func (c IntakeConfig) Validate() error {
+	if c.PaymentTimeout < 0 || c.HoldGrace < 0 || c.MaxPlanAttempts < 0 || c.SettleTimeout < 0 || c.MaxInFlight < 0 {
+		return errors.New("oms: intake settings must not be negative")
+	}
+	return nil
+}
+
+// IntakeDeps are the collaborators of Intake. Limits and Recent may be
+// nil (no purchase limits, no built-in review checks).
 type IntakeDeps struct {
 	Catalog   Catalog
 	Stock     Stock
-	Limits    Limits
+	Limits    inventory.Limits
+	Recent    Recent
 	Committer *Committer
-	Store     BatchStore
-	Orders    OrderReader
-	Log       *slog.Logger
-	Now       func() time.Time
+	Store     OrderStore
 }
 
-// NewIntake builds an intake with the default checks; append to Checks
-// and ReviewChecks to extend them.
-func NewIntake(cfg IntakeConfig, d IntakeDeps, reg prometheus.Registerer) *Intake {
-	if cfg.PaymentTimeout <= 0 {
-		cfg.PaymentTimeout = 30 * time.Minute
+// Intake takes orders: checks, review checks, purchase limits, placement
+// (plan and reserve), group commit, and the settling of the outcome.
+type Intake struct {
+	cfg IntakeConfig
+	// Checks validate an order before any work; append to extend them.
+	Checks []Check
+	// ReviewChecks run after the built-in review checks, in the same step.
+	ReviewChecks []ReviewCheck
+
+	catalog   Catalog
+	placer    *Placer
+	limits    *limitTaker
+	recent    Recent
+	committer *Committer
+	store     OrderStore
+	log       *slog.Logger
+	flight    singleflight.Group
+	inflight  atomic.Int64
+	m         intakeMetrics
+}
+
+// NewIntake builds an intake with the default checks.
+func NewIntake(cfg IntakeConfig, d IntakeDeps) (*Intake, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.HoldGrace <= 0 {
-		cfg.HoldGrace = 5 * time.Minute
+	if d.Catalog == nil || d.Stock == nil || d.Committer == nil || d.Store == nil {
+		return nil, errors.New("oms: intake needs a catalog, stock, a committer and a store")
 	}
-	if cfg.MaxPlanAttempts <= 0 {
-		cfg.MaxPlanAttempts = 4
+	cfg.setDefaults()
+	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, recent: d.Recent,
+		committer: d.Committer, store: d.Store, log: cfg.Log,
+		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Log: cfg.Log},
+		limits: &limitTaker{limits: d.Limits, catalog: d.Catalog, log: cfg.Log, timeout: cfg.SettleTimeout}}
+	var err error
+	if in.m, err = newIntakeMetrics(cfg.Registerer); err != nil {
+		return nil, err
 	}
-	if cfg.ResolveTimeout <= 0 {
-		cfg.ResolveTimeout = 10 * time.Second
-	}
-	if d.Log == nil {
-		d.Log = slog.New(slog.DiscardHandler)
-	}
-	if d.Now == nil {
-		d.Now = time.Now
-	}
-	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.ResolveTimeout, Log: d.Log}, limits: d.Limits,
-		committer: d.Committer, store: d.Store, orders: d.Orders, log: d.Log, now: d.Now}
-	in.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "omsd_intake_orders_total", Help: "Orders submitted, by channel and outcome.",
-	}, []string{"channel", "outcome"})
-	in.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "omsd_intake_duration_seconds", Help: "Time to take one order, from decoded request to answer.",
-		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
-	})
-	in.replans = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "omsd_intake_replans_total", Help: "Orders planned again after losing a reservation race.",
-	})
-	in.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "omsd_intake_holds_total", Help: "Orders put on hold, by reason.",
-	}, []string{"reason"})
-	in.plans = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "omsd_sourcing_plans_total", Help: "Sourcing plans by outcome.",
-	}, []string{"outcome"})
-	in.perOrder = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "omsd_sourcing_shipments_per_order", Help: "Shipments per sourced order (split rate).",
-		Buckets: []float64{1, 2, 3, 4, 5, 8},
-	})
-	if reg != nil {
-		reg.MustRegister(in.outcomes, in.latency, in.replans, in.holds, in.plans, in.perOrder)
-	}
-	return in
+	return in, nil
 }
 
 // Result is the answer to a submission.
 type Result struct {
 	Order   *Order
-	Created bool // 201; false: 200 with the original order
-}
-
-type flightResult struct {
-	order   *Order
-	created bool
+	Created bool // 201; false: 200 with the stored order
 }
 
 // Submit takes one order for channel. It returns the stored order and
 // whether this call created it. Errors carry a Kind: KindInvalid (422,
-// every field at fault), KindConflict (409 insufficient-stock or
-// idempotency-conflict), KindUnavailable (503: stock not loaded, commit
-// failed; nothing is kept and a retry is safe).
+// every field at fault; or the Idempotency-Key), KindConflict (409
+// insufficient-stock or idempotency-conflict), KindUnavailable (503:
+// overloaded, stock not loaded, commit failed; nothing is kept and a retry
+// with the same external_id is safe).
+//
+// The work does not follow ctx's cancellation once it started: a client
+// that hangs up leaves either a stored order with its stock held or
+// nothing at all, never a half.
 func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *OrderRequest) (res Result, err error) {
-	start := in.now()
+	start := time.Now()
 	defer func() {
-		in.latency.Observe(time.Since(start).Seconds())
-		in.outcomes.WithLabelValues(channel, outcomeLabel(res, err)).Inc()
+		in.m.latency.Observe(time.Since(start).Seconds())
+		in.m.outcomes.WithLabelValues(channel, outcomeLabel(res, err)).Inc()
 	}()
-	now := in.now()
-	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: now}
+	if n := in.inflight.Add(1); n > int64(in.cfg.MaxInFlight) {
+		in.inflight.Add(-1)
+		return res, ErrOverloaded
+	}
+	defer in.inflight.Add(-1)
+
+	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: in.cfg.Now()}
 	if err := RunChecks(in.Checks, ci); err != nil {
+		return res, err
+	}
+	if err := CheckIdempotencyKey(idemKey); err != nil {
 		return res, err
 	}
 	id := OrderID(channel, req.ExternalID)
 	hash := RequestHash(req)
-
-	if len(idemKey) > 255 {
-		return res, Invalid("bad Idempotency-Key", FieldError{"Idempotency-Key", "at most 255 characters"})
-	}
-	// An Idempotency-Key is not looked up first: the group commit inserts
-	// it with the order and a key that already belongs to another order
-	// turns this one into a 409 (OutcomeIdemTaken), at no extra round trip.
 	// Concurrent copies on this instance share one attempt; copies on
-	// other instances collide on the order id in SQL.
+	// other instances collide on the order id in SQL. The attempt runs
+	// detached from the leader's cancellation: followers share its answer.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.SettleTimeout+in.committer.cfg.Timeout)
+	defer cancel()
 	leader := false
 	v, err, _ := in.flight.Do(id, func() (any, error) {
 		leader = true
-		o, created, err := in.take(ctx, ci, idemKey, id, hash)
-		if err != nil {
-			return nil, err
-		}
-		return flightResult{order: o, created: created}, nil
+		return in.take(wctx, ci, idemKey, id, hash)
 	})
 	if err != nil {
 		return res, err
 	}
-	fr := v.(flightResult)
+	res = v.(Result)
 	if !leader {
 		// The leader answered for its own body; a follower with another
 		// body for the same external_id is a conflict.
-		if _, h, err := in.orders.GetOrder(ctx, id); err != nil || !slices.Equal(h, hash) {
+		if _, h, err := in.store.GetOrder(ctx, id); err != nil || !slices.Equal(h, hash) {
 			if err != nil && KindOf(err) != KindNotFound {
-				return res, unavailable("order lookup failed", err)
+				return Result{}, unavailable("order lookup failed", err)
 			}
-			return res, idemConflict()
+			return Result{}, idemConflict()
 		}
-		return Result{Order: fr.order}, nil
+		res.Created = false
 	}
-	return Result{Order: fr.order, Created: fr.created}, nil
+	return res, nil
+}
+
+// take does the work of one order, top to bottom. Nothing is read from
+// SQL before the work: a copy of a stored order collides on the order id
+// at commit and answers with the stored order.
+func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, hash []byte) (Result, error) {
+	attempt := uuid.NewString()
+	ob, err := in.observe(ctx, ci, id, attempt)
+	if err != nil {
+		return Result{}, err
+	}
+	o := newOrder(ci, id, ob.reasons, in.cfg.PaymentTimeout)
+	taken, err := in.limits.take(ctx, o)
+	if err != nil {
+		in.forgetAttempt(ctx, ob, attempt)
+		return Result{}, err
+	}
+	var deadline time.Time
+	if o.ReservedUntil != nil {
+		deadline = o.ReservedUntil.Add(in.cfg.HoldGrace)
+	}
+	if o.Shipments, err = in.place(ctx, o, deadline); err != nil {
+		return in.refused(ctx, o, hash, taken, ob, attempt, err)
+	}
+	for _, r := range ob.reasons {
+		in.m.reviews.WithLabelValues(r).Inc()
+	}
+	doc, err := json.Marshal(o)
+	if err != nil {
+		in.placer.Release(ctx, o.Shipments)
+		in.limits.giveBack(ctx, o, taken)
+		return Result{}, err
+	}
+	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, ci.Now)}
+	if err := in.committer.Commit(no); err != nil {
+		return in.settle(ctx, no, taken, ob, attempt, err)
+	}
+	switch no.Outcome {
+	case OutcomeInserted:
+		o.encoded = doc
+		return Result{Order: o, Created: true}, nil
+	case OutcomeIdemTaken:
+		in.placer.Release(ctx, o.Shipments)
+		in.limits.giveBackUnlessStored(ctx, in.store, o, taken)
+		return Result{}, idemConflict()
+	default: // a copy committed first: ours is redundant, the slot is its
+		in.placer.Release(ctx, o.Shipments)
+		return in.existing(ctx, id, hash)
+	}
+}
+
+// newOrder builds the order a request describes: in review when a review
+// check gave a reason, waiting for payment when unpaid, released to
+// fulfillment otherwise.
+func newOrder(ci *CheckInput, id string, reviews []string, paymentTimeout time.Duration) *Order {
+	req, now := ci.Req, ci.Now.UTC()
+	o := &Order{ID: id, ExternalID: req.ExternalID, Channel: ci.Channel, PaymentStatus: req.Payment.Status,
+		Customer: req.Customer, ShipTo: req.ShipTo, Lines: req.Lines, Currency: req.Currency, Total: req.Value(),
+		Fulfillment: req.Fulfillment, Attribution: req.Attribution, ReviewReasons: reviews, Version: 1,
+		CreatedAt: now, UpdatedAt: now}
+	switch {
+	case len(reviews) > 0:
+		o.Status = OrderInReview
+	case req.Payment.Status == PaymentPending:
+		o.Status = OrderPendingPayment
+	default:
+		o.Status = OrderReleased
+	}
+	if req.Payment.Status == PaymentPending {
+		until := now.Add(paymentTimeout).Truncate(time.Millisecond)
+		o.ReservedUntil = &until
+	}
+	return o
+}
+
+// place plans and reserves the order's lines; a plan that cannot be
+// filled is a 409 insufficient-stock.
+func (in *Intake) place(ctx context.Context, o *Order, deadline time.Time) ([]Shipment, error) {
+	status := ShipmentPending
+	if o.Status == OrderReleased {
+		status = ShipmentRequested
+	}
+	placed, err := in.placer.Place(ctx, Placement{Order: sourcingOrder(o, nil), Candidates: in.catalog.Candidates(),
+		Rules: in.catalog.Rules(), Status: status, Deadline: deadline})
+	in.m.replans.Add(float64(placed.Replans))
+	if placed.Plan != nil {
+		in.m.plans.WithLabelValues(string(placed.Plan.Outcome)).Inc()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if placed.Filled() {
+		in.m.perOrder.Observe(float64(len(placed.Shipments)))
+		return placed.Shipments, nil
+	}
+	reason := "no plan"
+	if placed.Plan != nil {
+		reason = placed.Plan.Reason
+	}
+	return nil, Errorf(KindConflict, SlugInsufficientStock, "the stock cannot be reserved under the sourcing rules: %s", reason)
+}
+
+// refused answers an order whose stock could not be placed (nothing is
+// held). A copy that is stored answers for it, and the purchase-limit slot
+// is then the stored order's; a copy still being taken elsewhere turns a
+// "no stock" into a retry, never a false 409.
+func (in *Intake) refused(ctx context.Context, o *Order, hash []byte, taken []Promotion, ob observation, attempt string, cause error) (Result, error) {
+	eo, h, err := in.store.GetOrder(ctx, o.ID)
+	switch {
+	case err == nil && slices.Equal(h, hash):
+		return Result{Order: eo}, nil
+	case err == nil:
+		return Result{}, idemConflict()
+	case KindOf(err) != KindNotFound:
+		return Result{}, unavailable("order lookup failed", err)
+	case ob.copySeen && KindOf(cause) == KindConflict:
+		return Result{}, unavailable("a copy of this order is being taken; retry with the same external_id", cause)
+	}
+	in.limits.giveBack(ctx, o, taken)
+	in.forgetAttempt(ctx, ob, attempt)
+	return Result{}, cause
+}
+
+// settle decides a commit that returned an error. SettleOrders waits until
+// no transaction can still store the order, so "not stored" is final and
+// only then is anything given back; when even that fails, everything is
+// kept (the reconciler releases holds no stored shipment owns after its
+// grace) and the channel's retry finds out.
+func (in *Intake) settle(ctx context.Context, no *NewOrder, taken []Promotion, ob observation, attempt string, cause error) (Result, error) {
+	o := no.Order
+	if errors.Is(cause, ErrOverloaded) || errors.Is(cause, ErrClosed) {
+		in.placer.Release(ctx, o.Shipments) // never queued
+		in.limits.giveBackUnlessStored(ctx, in.store, o, taken)
+		in.forgetAttempt(ctx, ob, attempt)
+		return Result{}, cause
+	}
+	stored, err := in.store.SettleOrders(ctx, []string{o.ID})
+	if err != nil {
+		in.log.Error("commit outcome unknown; holds left to the reconciler", "order_id", o.ID, "commit_err", cause, "err", err)
+		return Result{}, unavailable("the order may not be stored; retry with the same external_id", errors.Join(cause, err))
+	}
+	if holds, ok := stored[o.ID]; ok {
+		if len(o.Shipments) > 0 && slices.Contains(holds, o.Shipments[0].HoldID) {
+			o.encoded = no.Doc
+			return Result{Order: o, Created: true}, nil
+		}
+		in.placer.Release(ctx, o.Shipments)
+		return in.existing(ctx, o.ID, no.RequestHash)
+	}
+	in.placer.Release(ctx, o.Shipments)
+	in.limits.giveBack(ctx, o, taken)
+	in.forgetAttempt(ctx, ob, attempt)
+	if errors.Is(cause, ErrOrderData) {
+		return Result{}, &Error{Kind: KindInvalid, Slug: SlugValidation, Detail: "the order holds a value the database refuses", Err: cause}
+	}
+	in.log.Warn("group commit failed; holds released", "order_id", o.ID, "err", cause)
+	return Result{}, unavailable("the order could not be stored; nothing was kept, retry with the same external_id", cause)
+}
+
+// existing answers with a stored order: 200 when the request is the same,
+// 409 otherwise.
+func (in *Intake) existing(ctx context.Context, id string, hash []byte) (Result, error) {
+	o, h, err := in.store.GetOrder(ctx, id)
+	if err != nil {
+		return Result{}, unavailable("order lookup failed", err)
+	}
+	if !slices.Equal(h, hash) {
+		return Result{}, idemConflict()
+	}
+	return Result{Order: o}, nil
 }
 
 func idemConflict() error {
@@ -222,231 +373,6 @@ func idemConflict() error {
 
 func unavailable(detail string, err error) error {
 	return &Error{Kind: KindUnavailable, Slug: SlugUnavailable, Detail: detail, Err: err, RetryAfter: time.Second}
-}
-
-func outcomeLabel(res Result, err error) string {
-	if err == nil {
-		switch {
-		case res.Created && res.Order.Status == OrderInReview:
-			return "held"
-		case res.Created:
-			return "created"
-		default:
-			return "duplicate"
-		}
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		switch e.Slug {
-		case SlugInsufficientStock, SlugIdempotencyConflict, SlugValidation, SlugLimitExceeded:
-			return string(e.Slug)
-		}
-		switch e.Kind {
-		case KindUnavailable:
-			return "unavailable"
-		case KindInvalid:
-			return "validation"
-		}
-	}
-	return "error"
-}
-
-// existing answers a request whose order id is already stored: 200 with
-// the order when the request is the same, 409 otherwise.
-func (in *Intake) existing(ctx context.Context, id string, hash []byte) (*Order, bool, error) {
-	o, h, err := in.orders.GetOrder(ctx, id)
-	if err != nil {
-		return nil, false, err
-	}
-	if !slices.Equal(h, hash) {
-		return nil, false, idemConflict()
-	}
-	return o, false, nil
-}
-
-// take does the work of one order: hold checks, limits, plan and reserve,
-// group commit, and the resolution of the outcome.
-func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, hash []byte) (*Order, bool, error) {
-	channel, req, now := ci.Channel, ci.Req, ci.Now
-	// No read before the work: a copy of a stored order collides on the
-	// order id at commit (ON CONFLICT DO NOTHING), releases what it
-	// reserved and answers with the stored order. Skipping a read per order
-	// halves the database round trips of the common case.
-	var reasons []string
-	for _, hc := range in.ReviewChecks {
-		reason, err := hc.Fn(ctx, ci)
-		if err != nil {
-			return nil, false, unavailable("order checks are unavailable", err)
-		}
-		if reason != "" {
-			reasons = append(reasons, reason)
-		}
-	}
-
-	taken, err := in.takeLimits(ctx, id, req, now)
-	if err != nil {
-		return nil, false, err
-	}
-	giveBack := func() {
-		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ResolveTimeout)
-		defer cancel()
-		for _, p := range taken {
-			if err := in.limits.GiveBack(gctx, p.ID, req.Customer.ID, p.SKU, id); err != nil {
-				in.log.Error("give back purchase limit", "order_id", id, "promotion", p.ID, "err", err)
-			}
-		}
-	}
-
-	o := &Order{
-		ID: id, ExternalID: req.ExternalID, Channel: channel,
-		PaymentStatus: req.Payment.Status, Customer: req.Customer, ShipTo: req.ShipTo,
-		Lines: req.Lines, Currency: req.Currency, Total: req.Value(), Fulfillment: req.Fulfillment,
-		Attribution: req.Attribution, ReviewReasons: reasons, Version: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-	}
-	var holdDeadline time.Time
-	switch {
-	case len(reasons) > 0:
-		o.Status = OrderInReview
-	case req.Payment.Status == PaymentPending:
-		o.Status = OrderPendingPayment
-	default:
-		o.Status = OrderReleased
-	}
-	if req.Payment.Status == PaymentPending {
-		until := now.Add(in.cfg.PaymentTimeout).UTC().Truncate(time.Millisecond)
-		o.ReservedUntil = &until
-		holdDeadline = until.Add(in.cfg.HoldGrace)
-	}
-
-	shipments, err := in.reserve(ctx, o, holdDeadline)
-	if err != nil {
-		giveBack()
-		if KindOf(err) == KindConflict {
-			// A retry of an order committed meanwhile (by another instance)
-			// is answered with the order, not with a stock error.
-			if eo, _, e2 := in.existing(ctx, id, hash); e2 == nil || KindOf(e2) == KindConflict {
-				return eo, false, e2
-			}
-		}
-		return nil, false, err
-	}
-	o.Shipments = shipments
-	for _, r := range reasons {
-		in.holds.WithLabelValues(r).Inc()
-	}
-
-	doc, err := json.Marshal(o)
-	if err != nil {
-		in.releaseAll(ctx, o.Shipments)
-		giveBack()
-		return nil, false, err
-	}
-	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, now)}
-	err = in.committer.Commit(ctx, no)
-	if err != nil {
-		return in.resolve(ctx, no, hash, err, giveBack)
-	}
-	switch no.Outcome {
-	case OutcomeInserted:
-		o.encoded = doc
-		return o, true, nil
-	case OutcomeIdemTaken:
-		in.releaseAll(ctx, o.Shipments)
-		giveBack()
-		return nil, false, idemConflict()
-	default: // a copy committed first: ours is redundant
-		in.releaseAll(ctx, o.Shipments)
-		return in.existing(ctx, id, hash)
-	}
-}
-
-// resolve settles a commit whose outcome is not known (an error, maybe an
-// ambiguous COMMIT): the deterministic id says whether the order is
-// stored, and its hold ids whether it is ours.
-func (in *Intake) resolve(ctx context.Context, no *NewOrder, hash []byte, cause error, giveBack func()) (*Order, bool, error) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ResolveTimeout)
-	defer cancel()
-	o := no.Order
-	stored, err := in.store.OrdersExist(rctx, []string{o.ID})
-	if err != nil {
-		// We cannot tell; keep the reservation for the reconciler, which
-		// releases holds that no stored shipment owns after its grace.
-		in.log.Error("commit outcome unknown; reservation left to the reconciler", "order_id", o.ID, "commit_err", cause, "err", err)
-		return nil, false, unavailable("the order could not be stored; retry with the same external_id", errors.Join(cause, errCommitUnknown))
-	}
-	holds, ok := stored[o.ID]
-	if ok {
-		mine := len(o.Shipments) > 0 && slices.Contains(holds, o.Shipments[0].HoldID)
-		if mine {
-			return o, true, nil
-		}
-		in.releaseAll(rctx, o.Shipments)
-		return in.existing(rctx, o.ID, hash)
-	}
-	in.releaseAll(rctx, o.Shipments)
-	giveBack()
-	in.log.Warn("group commit failed; reservations released", "order_id", o.ID, "err", cause)
-	return nil, false, unavailable("the order could not be stored; nothing was kept, retry with the same external_id", cause)
-}
-
-func (in *Intake) releaseAll(ctx context.Context, ships []Shipment) { in.placer.Release(ctx, ships) }
-
-// takeLimits takes the per-customer purchase limits of promoted SKUs,
-// before the stock; a refusal is a 422 naming the line.
-func (in *Intake) takeLimits(ctx context.Context, id string, req *OrderRequest, now time.Time) ([]Promotion, error) {
-	if in.limits == nil {
-		return nil, nil
-	}
-	var taken []Promotion
-	for i, l := range req.Lines {
-		p, ok := in.catalog.Promotion(l.SKU, now)
-		if !ok {
-			continue
-		}
-		err := in.limits.Take(ctx, p.ID, req.Customer.ID, l.SKU, id, l.Qty, p.PerCustomerLimit, p.EndsAt)
-		if err == nil {
-			taken = append(taken, p)
-			continue
-		}
-		for _, t := range taken {
-			_ = in.limits.GiveBack(context.WithoutCancel(ctx), t.ID, req.Customer.ID, t.SKU, id)
-		}
-		if errors.Is(err, inventory.ErrLimitExceeded) {
-			e := Invalid("a purchase limit is exceeded", FieldError{fmt.Sprintf("lines[%d].qty", i),
-				fmt.Sprintf("exceeds the limit of %d units per customer of promotion %s", p.PerCustomerLimit, p.ID)})
-			e.Slug = SlugLimitExceeded
-			return nil, e
-		}
-		return nil, unavailable("purchase limits are unavailable", err)
-	}
-	return taken, nil
-}
-
-// reserve places the order's lines; a plan that cannot be filled is a
-// 409 insufficient-stock.
-func (in *Intake) reserve(ctx context.Context, o *Order, deadline time.Time) ([]Shipment, error) {
-	status := ShipmentPending
-	if o.Status == OrderReleased {
-		status = ShipmentRequested
-	}
-	placed, err := in.placer.Place(ctx, Placement{Order: sourcingOrder(o, nil), Candidates: in.catalog.Candidates(),
-		Rules: in.catalog.Rules(), Status: status, Deadline: deadline})
-	in.replans.Add(float64(placed.Replans))
-	if placed.Plan != nil {
-		in.plans.WithLabelValues(string(placed.Plan.Outcome)).Inc()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if placed.Filled() {
-		in.perOrder.Observe(float64(len(placed.Shipments)))
-		return placed.Shipments, nil
-	}
-	reason := "no plan"
-	if placed.Plan != nil {
-		reason = placed.Plan.Reason
-	}
-	return nil, Errorf(KindConflict, SlugInsufficientStock, "the stock cannot be reserved under the sourcing rules: %s", reason)
 }
 
 // creationEvents are the outbox rows of a new order: order.created, and
@@ -459,27 +385,4 @@ func creationEvents(o *Order, doc []byte, now time.Time) []OutboxEvent {
 		}
 	}
 	return evs
-}
-
-// GiveBackLimits returns a function that gives back the purchase-limit
-// allowance an order took for its promoted SKUs (the promotion active when
-// the order was created), for orders that expire unpaid or are cancelled.
-// Errors are logged: the allowance only ever errs on the customer's side.
-func GiveBackLimits(limits Limits, catalog Catalog, log *slog.Logger) func(ctx context.Context, o *Order) {
-	return func(ctx context.Context, o *Order) {
-		if limits == nil || o == nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		for _, l := range o.Lines {
-			p, ok := catalog.Promotion(l.SKU, o.CreatedAt)
-			if !ok {
-				continue
-			}
-			if err := limits.GiveBack(ctx, p.ID, o.Customer.ID, l.SKU, o.ID); err != nil {
-				log.Error("give back purchase limit", "order_id", o.ID, "promotion", p.ID, "err", err)
-			}
-		}
-	}
 }

@@ -217,13 +217,13 @@ func line(sku string, qty int) map[string]any {
 }
 
 type orderView struct {
-	ID            string  `json:"id"`
-	ExternalID    string  `json:"external_id"`
-	Channel       string  `json:"channel"`
-	Status        string  `json:"status"`
-	PaymentStatus string  `json:"payment_status"`
-	ReservedUntil *string `json:"reserved_until"`
-	ReviewReasons []string `json:"hold_reasons"`
+	ID            string            `json:"id"`
+	ExternalID    string            `json:"external_id"`
+	Channel       string            `json:"channel"`
+	Status        string            `json:"status"`
+	PaymentStatus string            `json:"payment_status"`
+	ReservedUntil *string           `json:"reserved_until"`
+	ReviewReasons []string          `json:"hold_reasons"`
 	Attribution   map[string]string `json:"attribution"`
 	Shipments     []struct {
 		ID     string `json:"id"`

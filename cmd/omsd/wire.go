@@ -5,14 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/omsd/omsd/inventory"
 	"github.com/omsd/omsd/inventory/redisstock"
 	"github.com/omsd/omsd/oms"
 	"github.com/omsd/omsd/oms/httpapi"
+	"github.com/omsd/omsd/oms/kafkabus"
 	"github.com/omsd/omsd/oms/pgstore"
 	"github.com/omsd/omsd/oms/redisrecent"
+	"github.com/omsd/omsd/oms/relay"
+	"github.com/omsd/omsd/oms/wmsevents"
 )
 
 // orderService joins intake (writes) and the store (reads) for the API.
@@ -36,72 +41,104 @@ func (l nodeLoader) Rebuild(ctx context.Context, nodes ...string) error {
 	return inventory.Rebuild(ctx, l.ledger, l.stock, nodes...)
 }
 
-// wire builds the domain components on top of the connections: inventory,
-// sourcing, intake and the fulfillment pipeline, and registers their
-// routes and workers.
+// wire builds the components on top of the connections, in the order
+// they depend on each other: stock, the catalog, intake, the fulfillment
+// pipeline, and the HTTP API over all of them.
 func (a *app) wire(ctx context.Context, brokers []string) error {
-	stock, err := redisstock.New(a.rdb, redisstock.Config{Logger: a.log, Registerer: a.reg})
-	if err != nil {
+	var err error
+	// Stock: Redis counters rebuilt from the SQL ledger, and the reconciler.
+	if a.stock, err = redisstock.New(a.rdb, redisstock.Config{Logger: a.log, Registerer: a.reg}); err != nil {
 		return err
 	}
 	limits, err := redisstock.NewLimits(a.rdb, redisstock.Config{Logger: a.log, Registerer: a.reg})
 	if err != nil {
 		return err
 	}
-	rec, err := inventory.NewReconciler(a.store, stock, inventory.ReconcilerConfig{
+	if a.reconciler, err = inventory.NewReconciler(a.store, a.stock, inventory.ReconcilerConfig{
 		Interval: a.cfg.ReconcileEvery, Logger: a.log, Registerer: a.reg,
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	// Load every node Redis lacks (a fresh or restarted Redis) before the
 	// first order.
-	if nodes, err := rec.NotReadyNodes(ctx); err != nil {
+	if nodes, err := a.reconciler.NotReadyNodes(ctx); err != nil {
 		return err
 	} else if len(nodes) > 0 {
 		a.log.Info("loading stock counters from the ledger", "nodes", len(nodes))
-		if err := inventory.Rebuild(ctx, a.store, stock, nodes...); err != nil {
+		if err := inventory.Rebuild(ctx, a.store, a.stock, nodes...); err != nil {
 			return err
 		}
 	}
-	catalog, err := oms.NewCatalogCache(ctx, a.store, a.log)
-	if err != nil {
-		return err
-	}
-	a.catalog = catalog
-	committer := oms.NewCommitter(oms.CommitterConfig{
-		Shards: a.cfg.IntakeShards, Window: a.cfg.BatchWindow, MaxBatch: a.cfg.BatchMax,
-	}, a.store, a.reg)
-	a.closers = append(a.closers, committer.Close)
-	intake := oms.NewIntake(oms.IntakeConfig{PaymentTimeout: a.cfg.PaymentTimeout}, oms.IntakeDeps{
-		Catalog: catalog, Stock: stock, Limits: limits, Committer: committer, Store: a.store, Orders: a.store, Log: a.log,
-	}, a.reg)
-	intake.ReviewChecks = oms.DefaultReviewChecks(oms.ReviewConfig{}, redisrecent.New(a.rdb), func(in *oms.CheckInput) string {
-		return oms.OrderID(in.Channel, in.Req.ExternalID)
-	})
-	admin := oms.NewAdmin(a.store, stock, nodeLoader{a.store, stock}, catalog, a.log)
-	a.http.Register(httpapi.OrderRoutes(orderService{intake, a.store}, admin, httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
-	if err := a.wirePipeline(ctx, brokers, stock, catalog, limits); err != nil {
+	if a.catalog, err = oms.NewCatalogCache(ctx, a.store, a.log); err != nil {
 		return err
 	}
 
-	a.workers["catalog: refresh"] = func(ctx context.Context) error { return catalog.Run(ctx, time.Second) }
-	a.workers["inventory: reconcile"] = func(ctx context.Context) error { return rec.Run(ctx) }
-	a.workers["inventory: sweep expired holds"] = func(ctx context.Context) error {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				if _, err := stock.SweepExpired(ctx, time.Now(), 0); err != nil && ctx.Err() == nil {
-					a.log.Warn("sweep expired holds", "err", err)
-				}
+	// Intake: checks, review memory, placement, group commit.
+	if a.committer, err = oms.NewCommitter(oms.CommitterConfig{
+		Shards: a.cfg.IntakeShards, Window: a.cfg.BatchWindow, MaxBatch: a.cfg.BatchMax, Registerer: a.reg,
+	}, a.store); err != nil {
+		return err
+	}
+	intake, err := oms.NewIntake(oms.IntakeConfig{
+		PaymentTimeout: a.cfg.PaymentTimeout, MaxInFlight: a.cfg.MaxInFlight, Registerer: a.reg, Log: a.log,
+	}, oms.IntakeDeps{Catalog: a.catalog, Stock: a.stock, Limits: limits, Recent: redisrecent.New(a.rdb),
+		Committer: a.committer, Store: a.store})
+	if err != nil {
+		return err
+	}
+
+	// Fulfillment: payment, cancellation, warehouse events, expiry; the
+	// outbox relay and the wms.events consumer.
+	a.fulfillment = oms.NewFulfillmentService(oms.FulfillmentConfig{}, a.store, a.stock, a.catalog, a.log, a.reg)
+	a.fulfillment.GiveBack = oms.GiveBackLimits(limits, a.catalog, a.log)
+	if a.relay, err = relay.New(relay.Config{Logger: a.log, Registerer: a.reg}, a.store, a.kafka); err != nil {
+		return err
+	}
+	if a.consumer, err = wmsevents.New(wmsevents.Config{
+		Brokers: brokers, GroupID: consumerGroup(a.cfg.DatabaseURL), Logger: a.log, Registerer: a.reg,
+	}, a.fulfillment); err != nil {
+		return err
+	}
+
+	// The HTTP API.
+	if a.http, err = httpapi.New(httpapi.Config{
+		Addr: a.cfg.HTTPAddr, AdminKey: a.cfg.AdminKey, MaxBodyBytes: a.cfg.MaxBodyBytes, Log: a.log,
+		Registerer: a.reg, Gatherer: a.reg,
+		ReadyChecks: map[string]func(context.Context) error{
+			"database": a.store.Ping,
+			"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+			"kafka":    func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) },
+		},
+	}, a.store); err != nil {
+		return err
+	}
+	admin := oms.NewAdmin(a.store, a.stock, nodeLoader{a.store, a.stock}, a.catalog, a.log)
+	a.http.Register(httpapi.OrderRoutes(orderService{intake, a.store}, admin,
+		httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
+	a.http.Register(httpapi.FulfillmentRoutes(a.fulfillment))
+	return nil
+}
+
+// consumerGroup names the wms.events consumer group of a deployment after
+// its database: every omsd instance on one database shares the partitions,
+// and deployments (or test servers) with their own database never consume
+// each other's events from a shared broker. A database URL without a
+// database name gives "omsd".
+func consumerGroup(databaseURL string) string {
+	name := ""
+	if u, err := url.Parse(databaseURL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		name = strings.Trim(u.Path, "/")
+	} else {
+		for _, kv := range strings.Fields(databaseURL) {
+			if v, ok := strings.CutPrefix(kv, "dbname="); ok {
+				name = v
 			}
 		}
 	}
-	return nil
+	if name == "" {
+		return "omsd"
+	}
+	return "omsd." + name
 }
 
 // cmdRebuild recomputes every Redis counter from the SQL ledger.
