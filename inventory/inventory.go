@@ -10,7 +10,7 @@ import (
 )
 
 // Limits on the input of one call. They keep every Redis script's work
-// bounded (a script cannot be interrupted once it has written, PITFALLS 7)
+// bounded (Redis cannot interrupt a script once it has written)
 // and keep quantities inside the integers that Lua's doubles hold exactly.
 const (
 	// MaxLines is the most lines (distinct SKUs) one hold may have.

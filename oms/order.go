@@ -54,7 +54,7 @@ const (
 	FulfillPickup = "pickup"
 )
 
-// Limits on an order request (shared/API.md).
+// Limits on an order request (the v1 contract, oms/httpapi/api/openapi.yaml).
 const (
 	MaxLines    = 500
 	MaxQty      = 100000

@@ -129,19 +129,6 @@ type Result struct {
 	Reason      string            `json:"reason"`
 }
 
-// ShippedQty returns the total quantity of sku across all shipments.
-func (r *Result) ShippedQty(sku string) int64 {
-	var n int64
-	for _, s := range r.Shipments {
-		for _, l := range s.Lines {
-			if l.SKU == sku {
-				n += l.Qty
-			}
-		}
-	}
-	return n
-}
-
 // Explain returns the explanation for node id, and false if there is none.
 func (r *Result) Explain(id string) (NodeExplanation, bool) {
 	for _, e := range r.Explanation {

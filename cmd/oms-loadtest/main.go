@@ -1,6 +1,6 @@
 // Command oms-loadtest seeds an omsd stack and offers it open-model load,
 // then audits the outcome. It is a client of the public API and topics
-// only (shared/API.md); see package loadtest for the model and formulas.
+// only (the v1 contract); see package loadtest for the model and formulas.
 //
 //	oms-loadtest seed --env .oms-dev/stack.env --skus 1000 --nodes 12 --stock 100
 //	oms-loadtest run  --env .oms-dev/stack.env --rate 500 --duration 3m --profile flash-sale --json out/report.json

@@ -1,6 +1,6 @@
 // Package kafkabus wraps segmentio/kafka-go with the settings omsd needs,
 // because several of kafka-go's defaults are wrong for an OMS
-// (shared/PITFALLS.md, item 4):
+// (ARCHITECTURE.md, "Kafka"):
 //
 //   - Writers wait for every in-sync replica (RequiredAcks = RequireAll; the
 //     default is RequireNone), hash the message key to choose the partition

@@ -12,5 +12,5 @@
 // crdb.ExecuteCtx around a function that begins a FRESH transaction on
 // every attempt and returns the Commit error. crdbpgx.ExecuteTx is not used:
 // on PostgreSQL it ignores the COMMIT error and retries inside one
-// snapshot (shared/PITFALLS.md, items 1 and 2).
+// snapshot, where a retry can never succeed (ARCHITECTURE.md, storage rules).
 package pgstore

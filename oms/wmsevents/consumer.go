@@ -1,7 +1,7 @@
 // Package wmsevents consumes the warehouse events topic (wms.events) and
 // applies each event to its order through the fulfillment pipeline.
 //
-// Delivery is at least once (kafka-go, PITFALLS 4): a message is committed
+// Delivery is at least once (kafka-go has no exactly-once): a message is committed
 // only after its event was applied, and the pipeline deduplicates by
 // event_id in the same transaction as the state change, so a redelivery
 // (after a crash, a rebalance, or a duplicate from the warehouse) changes
