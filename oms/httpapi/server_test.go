@@ -55,20 +55,10 @@ func newTestServer(t *testing.T, checks map[string]func(context.Context) error) 
 		t.Fatal(err)
 	}
 	s.Register(func(mux *http.ServeMux, s *Server) {
-		mux.HandleFunc("POST /v1/echo", s.ChannelAuth(func(w http.ResponseWriter, r *http.Request) {
-			body, err := s.readBody(w, r)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			var v map[string]any
-			if err := decodeStrict(body, &v); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+		mux.HandleFunc("POST /v1/echo", s.ChannelAuth(handleJSON(s, http.StatusOK, func(r *http.Request, _ *map[string]any) (map[string]any, error) {
 			c, _ := ChannelOf(r.Context())
-			writeJSON(w, 200, map[string]any{"channel": c.ID})
-		}))
+			return map[string]any{"channel": c.ID}, nil
+		})))
 	})
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
