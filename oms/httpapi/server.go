@@ -41,8 +41,10 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 }
 
-// Server is omsd's HTTP API. Handlers are methods on it; it holds the small
-// interfaces they need.
+// Server is omsd's HTTP API: the mux, the middleware, authentication and
+// the one error mapper. Each route group's handlers are methods on a small
+// struct holding the interfaces that group needs (orderHandlers,
+// adminHandlers, fulfillmentHandlers).
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
