@@ -21,15 +21,14 @@ type FulfillmentAPI interface {
 // the HTTP door for warehouse events (admin key).
 func FulfillmentRoutes(f FulfillmentAPI) func(mux *http.ServeMux, s *Server) {
 	return func(mux *http.ServeMux, s *Server) {
-		h := &fulfillmentHandlers{s: s, f: f}
-		mux.HandleFunc("POST /v1/orders/{id}/cancel", s.ChannelAuth(h.cancel))
-		mux.HandleFunc("POST /v1/orders/{id}/payment", s.ChannelAuth(h.pay))
-		mux.HandleFunc("POST /v1/shipments/{id}/events", s.Admin(h.shipmentEvent))
+		h := &fulfillmentHandlers{f: f}
+		mux.HandleFunc("POST /v1/orders/{id}/cancel", s.ChannelAuth(handleJSON(s, http.StatusOK, h.cancel)))
+		mux.HandleFunc("POST /v1/orders/{id}/payment", s.ChannelAuth(handleJSON(s, http.StatusOK, h.pay)))
+		mux.HandleFunc("POST /v1/shipments/{id}/events", s.Admin(handleJSON(s, http.StatusOK, h.shipmentEvent)))
 	}
 }
 
 type fulfillmentHandlers struct {
-	s *Server
 	f FulfillmentAPI
 }
 
@@ -37,79 +36,39 @@ type cancelRequest struct {
 	Reason string `json:"reason"`
 }
 
-func (h *fulfillmentHandlers) cancel(w http.ResponseWriter, r *http.Request) {
+// decodeBody: the reason is optional, and so is the body.
+func (c *cancelRequest) decodeBody(body []byte) error {
+	if len(body) == 0 {
+		return nil
+	}
+	type plain cancelRequest // without this method, so decodeStrict does the work
+	return decodeStrict(body, (*plain)(c))
+}
+
+func (h *fulfillmentHandlers) cancel(r *http.Request, req *cancelRequest) (*oms.Order, error) {
 	ch, _ := ChannelOf(r.Context())
-	body, err := h.s.readBody(w, r)
-	if err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
-	var req cancelRequest
-	if len(body) > 0 { // the reason is optional, and so is the body
-		if err := decodeStrict(body, &req); err != nil {
-			h.s.writeError(w, r, err)
-			return
-		}
-	}
-	o, err := h.f.Cancel(r.Context(), ch.ID, r.PathValue("id"), req.Reason)
-	if err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
+	return h.f.Cancel(r.Context(), ch.ID, r.PathValue("id"), req.Reason)
 }
 
 type paymentRequest struct {
 	Status string `json:"status"`
 }
 
-func (h *fulfillmentHandlers) pay(w http.ResponseWriter, r *http.Request) {
-	ch, _ := ChannelOf(r.Context())
-	body, err := h.s.readBody(w, r)
-	if err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
-	var req paymentRequest
-	if err := decodeStrict(body, &req); err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
+func (h *fulfillmentHandlers) pay(r *http.Request, req *paymentRequest) (*oms.Order, error) {
 	if req.Status != oms.PaymentPaid {
-		h.s.writeError(w, r, oms.Invalid("the payment is not valid", oms.FieldError{Field: "status", Message: `must be "paid"`}))
-		return
+		return nil, oms.Invalid("the payment is not valid", oms.FieldError{Field: "status", Message: `must be "paid"`})
 	}
-	o, err := h.f.Pay(r.Context(), ch.ID, r.PathValue("id"))
-	if err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
+	ch, _ := ChannelOf(r.Context())
+	return h.f.Pay(r.Context(), ch.ID, r.PathValue("id"))
 }
 
-func (h *fulfillmentHandlers) shipmentEvent(w http.ResponseWriter, r *http.Request) {
-	body, err := h.s.readBody(w, r)
-	if err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
-	var ev oms.WMSEvent
-	if err := decodeStrict(body, &ev); err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
+func (h *fulfillmentHandlers) shipmentEvent(r *http.Request, ev *oms.WMSEvent) (*oms.Order, error) {
 	id := r.PathValue("id")
 	if ev.ShipmentID == "" {
 		ev.ShipmentID = id
 	}
 	if ev.ShipmentID != id {
-		h.s.writeError(w, r, oms.Invalid("the shipment id differs from the path", oms.FieldError{Field: "shipment_id", Message: "must equal the id in the path"}))
-		return
+		return nil, oms.Invalid("the shipment id differs from the path", oms.FieldError{Field: "shipment_id", Message: "must equal the id in the path"})
 	}
-	o, err := h.f.ApplyWMSEvent(r.Context(), ev)
-	if err != nil {
-		h.s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
+	return h.f.ApplyWMSEvent(r.Context(), *ev)
 }

@@ -61,33 +61,34 @@ func TestFulfillmentRoutes(t *testing.T) {
 		name, method, path, key, body string
 		err                           error
 		want                          int
-		wantCall, wantType            string
+		wantCall                      string
+		wantType                      oms.Slug
 	}{
 		{name: "cancel with a reason", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{"reason":"changed my mind"}`,
 			want: 200, wantCall: "cancel web o1 changed my mind"},
 		{name: "cancel without a body", method: "POST", path: "/v1/orders/o1/cancel", key: key,
 			want: 200, wantCall: "cancel web o1 "},
 		{name: "cancel with an unknown field", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{"why":"x"}`,
-			want: 400, wantType: "bad-json"},
+			want: 400, wantType: oms.SlugBadJSON},
 		{name: "cancel too late", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{}`,
-			err: oms.Errorf(oms.KindConflict, "already-shipped", "too late"), want: 409, wantType: "already-shipped"},
+			err: oms.Errorf(oms.KindConflict, oms.SlugAlreadyShipped, "too late"), want: 409, wantType: oms.SlugAlreadyShipped},
 		{name: "cancel another channel's order", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{}`,
-			err: oms.Errorf(oms.KindNotFound, "not-found", "no such order"), want: 404, wantType: "not-found"},
-		{name: "cancel without a key", method: "POST", path: "/v1/orders/o1/cancel", body: `{}`, want: 401, wantType: "unauthorized"},
+			err: oms.Errorf(oms.KindNotFound, oms.SlugNotFound, "no such order"), want: 404, wantType: oms.SlugNotFound},
+		{name: "cancel without a key", method: "POST", path: "/v1/orders/o1/cancel", body: `{}`, want: 401, wantType: oms.SlugUnauthorized},
 		{name: "pay", method: "POST", path: "/v1/orders/o1/payment", key: key, body: `{"status":"paid"}`,
 			want: 200, wantCall: "pay web o1"},
 		{name: "pay with another status", method: "POST", path: "/v1/orders/o1/payment", key: key, body: `{"status":"pending"}`,
-			want: 422, wantType: "validation"},
+			want: 422, wantType: oms.SlugValidation},
 		{name: "pay after expiry", method: "POST", path: "/v1/orders/o1/payment", key: key, body: `{"status":"paid"}`,
-			err: oms.Errorf(oms.KindConflict, "expired", "deadline passed"), want: 409, wantType: "expired"},
+			err: oms.Errorf(oms.KindConflict, oms.SlugPaymentExpired, "deadline passed"), want: 409, wantType: oms.SlugPaymentExpired},
 		{name: "pay with the admin key", method: "POST", path: "/v1/orders/o1/payment", key: adminKey, body: `{"status":"paid"}`,
-			want: 401, wantType: "unauthorized"},
+			want: 401, wantType: oms.SlugUnauthorized},
 		{name: "warehouse event", method: "POST", path: "/v1/shipments/" + sid + "/events", key: adminKey,
 			body: `{"event_id":"e1","type":"shipment.shipped","tracking_number":"T1"}`, want: 200, wantCall: "event " + sid + " shipment.shipped"},
 		{name: "warehouse event for another shipment", method: "POST", path: "/v1/shipments/" + sid + "/events", key: adminKey,
-			body: `{"event_id":"e1","type":"shipment.shipped","shipment_id":"x"}`, want: 422, wantType: "validation"},
+			body: `{"event_id":"e1","type":"shipment.shipped","shipment_id":"x"}`, want: 422, wantType: oms.SlugValidation},
 		{name: "warehouse event with a channel key", method: "POST", path: "/v1/shipments/" + sid + "/events", key: key,
-			body: `{"event_id":"e1","type":"shipment.shipped"}`, want: 401, wantType: "unauthorized"},
+			body: `{"event_id":"e1","type":"shipment.shipped"}`, want: 401, wantType: oms.SlugUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.mu.Lock()
@@ -97,8 +98,8 @@ func TestFulfillmentRoutes(t *testing.T) {
 			if resp.StatusCode != tc.want {
 				t.Fatalf("got %d (%+v), want %d", resp.StatusCode, p, tc.want)
 			}
-			if tc.wantType != "" && p.Type != ProblemBase+tc.wantType {
-				t.Errorf("got type %q, want %s", p.Type, ProblemBase+tc.wantType)
+			if tc.wantType != "" && p.Type != TypeURI(tc.wantType) {
+				t.Errorf("got type %q, want %s", p.Type, TypeURI(tc.wantType))
 			}
 			if tc.wantCall != "" && f.last() != tc.wantCall {
 				t.Errorf("got call %q, want %q", f.last(), tc.wantCall)

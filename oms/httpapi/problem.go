@@ -3,7 +3,6 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
@@ -13,6 +12,9 @@ import (
 
 // ProblemBase prefixes every problem type URI.
 const ProblemBase = "https://omsd.dev/problems/"
+
+// TypeURI is the RFC 9457 type of the problems with slug.
+func TypeURI(slug oms.Slug) string { return ProblemBase + string(slug) }
 
 // Problem is an RFC 9457 problem document.
 type Problem struct {
@@ -37,8 +39,14 @@ var kindStatus = map[oms.Kind]int{
 	oms.KindTooLarge:     http.StatusRequestEntityTooLarge,
 }
 
-// StatusOf maps an error to its HTTP status.
-func StatusOf(err error) int { return kindStatus[oms.KindOf(err)] }
+// StatusOf maps an error to its HTTP status by its kind; a kind without a
+// status is a 500.
+func StatusOf(err error) int {
+	if status, ok := kindStatus[oms.KindOf(err)]; ok {
+		return status
+	}
+	return http.StatusInternalServerError
+}
 
 // writeError is the one mapper from errors to problem+json. Only internal
 // errors are logged (with the cause); the client never sees the cause.
@@ -47,7 +55,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	p := Problem{Status: status, Title: http.StatusText(status), Instance: r.URL.Path, RequestID: requestID(r.Context())}
 	var e *oms.Error
 	if errors.As(err, &e) {
-		p.Type = ProblemBase + string(e.Slug)
+		p.Type = TypeURI(e.Slug)
 		p.Detail = e.Detail
 		p.Errors = e.Fields
 		if e.RetryAfter > 0 {
@@ -55,7 +63,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	}
 	if status == http.StatusInternalServerError || p.Type == "" {
-		p.Type = ProblemBase + string(oms.SlugInternal)
+		p.Type = TypeURI(oms.SlugInternal)
 		p.Detail = "internal error; the request id identifies it in the server log"
 		s.log.ErrorContext(r.Context(), "internal error", "request_id", p.RequestID, "route", r.Pattern, "err", err)
 	}
@@ -81,10 +89,6 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-func logAttrs(r *http.Request) []any {
-	return []any{slog.String("method", r.Method), slog.String("route", r.Pattern), slog.String("request_id", requestID(r.Context()))}
 }
 
 func jsonEncode(w http.ResponseWriter, v any) error { return json.NewEncoder(w).Encode(v) }

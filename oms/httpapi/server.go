@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,19 +30,21 @@ type Config struct {
 	// ReadyChecks are run by /readyz; each must answer within a second.
 	ReadyChecks map[string]func(ctx context.Context) error
 	Log         *slog.Logger
+	// Auth tunes the memory of keys and the limit on failed
+	// authentications.
+	Auth AuthConfig
+	// Now is the clock of the authentication memory and limits; default
+	// time.Now.
+	Now func() time.Time
 	// Registerer receives the HTTP metrics; Gatherer serves /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 }
 
-// Channels is what the API needs of the channel store.
-type Channels interface {
-	CreateChannel(ctx context.Context, c oms.Channel, keyHash []byte) error
-	ChannelByKeyHash(ctx context.Context, hash []byte) (oms.Channel, error)
-}
-
-// Server is omsd's HTTP API. Handlers are methods on it; it holds the small
-// interfaces they need.
+// Server is omsd's HTTP API: the mux, the middleware, authentication and
+// the one error mapper. Each route group's handlers are methods on a small
+// struct holding the interfaces that group needs (orderHandlers,
+// adminHandlers, fulfillmentHandlers).
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
@@ -55,10 +54,8 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 
-	keyCache sync.Map // string(hash) -> oms.Channel
-
-	// Extra route groups registered by other components (nodes, orders, ...).
-	Routes []func(mux *http.ServeMux, s *Server)
+	auth   *auth
+	newKey func() (key string, hash []byte) // oms.NewAPIKey; tests fix it
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -79,6 +76,10 @@ func New(cfg Config, channels Channels) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Auth.setDefaults()
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
@@ -89,7 +90,8 @@ func New(cfg Config, channels Channels) (*Server, error) {
 			cfg.Gatherer = prometheus.NewRegistry()
 		}
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, channels: channels, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Log, channels: channels, mux: http.NewServeMux(),
+		auth: newAuth(cfg.Auth, cfg.Now), newKey: oms.NewAPIKey}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "omsd_http_requests_total", Help: "HTTP requests by route and status.",
 	}, []string{"route", "status"})
@@ -100,7 +102,7 @@ func New(cfg Config, channels Channels) (*Server, error) {
 	s.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "omsd_http_requests_in_flight", Help: "HTTP requests being served.",
 	})
-	for _, c := range []prometheus.Collector{s.requests, s.latency, s.inflight} {
+	for _, c := range append([]prometheus.Collector{s.requests, s.latency, s.inflight}, s.auth.collectors()...) {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}
@@ -108,7 +110,9 @@ func New(cfg Config, channels Channels) (*Server, error) {
 	return s, nil
 }
 
-// Register adds a group of routes.
+// Register adds a group of routes (OrderRoutes, FulfillmentRoutes). Call
+// it before Handler or Listen; a pattern registered twice panics, as
+// http.ServeMux does.
 func (s *Server) Register(fn func(mux *http.ServeMux, s *Server)) { fn(s.mux, s) }
 
 // Handler returns the complete handler (routes plus middleware).
@@ -125,7 +129,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("POST /v1/channels", s.Admin(s.createChannel))
+	s.mux.HandleFunc("POST /v1/channels", s.Admin(handleJSON(s, http.StatusCreated, s.createChannel)))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, oms.Errorf(oms.KindNotFound, oms.SlugNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -178,12 +182,6 @@ const (
 func requestID(ctx context.Context) string {
 	id, _ := ctx.Value(keyRequestID).(string)
 	return id
-}
-
-// ChannelOf returns the channel authenticated for this request.
-func ChannelOf(ctx context.Context) (oms.Channel, bool) {
-	c, ok := ctx.Value(keyChannel).(oms.Channel)
-	return c, ok
 }
 
 type statusWriter struct {
@@ -243,61 +241,6 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	})
 }
 
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-var errUnauthorized = &oms.Error{Kind: oms.KindUnauthorized, Slug: oms.SlugUnauthorized, Detail: "a valid API key is required (Authorization: Bearer <key>)"}
-
-// Admin wraps a handler that only the admin key may call.
-func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
-	admin := []byte(s.cfg.AdminKey)
-	return func(w http.ResponseWriter, r *http.Request) {
-		k := bearer(r)
-		if k == "" || subtle.ConstantTimeCompare([]byte(k), admin) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="omsd"`)
-			s.writeError(w, r, errUnauthorized)
-			return
-		}
-		h(w, r)
-	}
-}
-
-// ChannelAuth wraps a handler that a channel key calls; the channel is put
-// in the context. Keys are looked up by their SHA-256, cached in memory.
-func (s *Server) ChannelAuth(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		k := bearer(r)
-		if k == "" || len(k) > 256 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="omsd"`)
-			s.writeError(w, r, errUnauthorized)
-			return
-		}
-		hash := oms.HashKey(k)
-		var ch oms.Channel
-		if v, ok := s.keyCache.Load(string(hash)); ok {
-			ch = v.(oms.Channel)
-		} else {
-			c, err := s.channels.ChannelByKeyHash(r.Context(), hash)
-			if err != nil {
-				if oms.KindOf(err) == oms.KindNotFound {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="omsd"`)
-					err = errUnauthorized
-				}
-				s.writeError(w, r, err)
-				return
-			}
-			s.keyCache.Store(string(hash), c)
-			ch = c
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), keyChannel, ch)))
-	}
-}
-
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -331,56 +274,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_ = jsonEncode(w, map[string]any{
-			"type": ProblemBase + string(oms.SlugNotReady), "title": "Service Unavailable", "status": 503,
+			"type": TypeURI(oms.SlugNotReady), "title": "Service Unavailable", "status": 503,
 			"detail": "a dependency is not reachable", "checks": checks,
 		})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
-}
-
-type createChannelRequest struct {
-	ID         string  `json:"id"`
-	Name       string  `json:"name"`
-	RatePerSec float64 `json:"rate_per_sec"`
-	Burst      int     `json:"burst"`
-}
-
-func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var req createChannelRequest
-	if err := decodeStrict(body, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var fs []oms.FieldError
-	if !oms.ValidID(req.ID) {
-		fs = append(fs, oms.FieldError{Field: "id", Message: "must be 1-64 letters, digits, '.', '_' or '-'"})
-	}
-	if strings.TrimSpace(req.Name) == "" || len(req.Name) > 200 {
-		fs = append(fs, oms.FieldError{Field: "name", Message: "is required (at most 200 characters)"})
-	}
-	if req.RatePerSec < 0 || req.RatePerSec > 1e6 {
-		fs = append(fs, oms.FieldError{Field: "rate_per_sec", Message: "must be between 0 (server default) and 1000000"})
-	}
-	if req.Burst < 0 || req.Burst > 1e6 {
-		fs = append(fs, oms.FieldError{Field: "burst", Message: "must be between 0 (server default) and 1000000"})
-	}
-	if len(fs) > 0 {
-		s.writeError(w, r, oms.Invalid("the channel is not valid", fs...))
-		return
-	}
-	key, hash := oms.NewAPIKey()
-	c := oms.Channel{ID: req.ID, Name: req.Name, RatePerSec: req.RatePerSec, Burst: req.Burst}
-	if err := s.channels.CreateChannel(r.Context(), c, hash); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.log.InfoContext(r.Context(), "channel created", "channel", c.ID)
-	writeJSON(w, http.StatusCreated, map[string]any{"id": c.ID, "name": c.Name, "api_key": key,
-		"rate_per_sec": c.RatePerSec, "burst": c.Burst})
 }

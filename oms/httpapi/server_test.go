@@ -31,7 +31,7 @@ func (m *memChannels) CreateChannel(_ context.Context, c oms.Channel, hash []byt
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byID[c.ID] {
-		return oms.Errorf(oms.KindConflict, "channel-exists", "exists")
+		return oms.Errorf(oms.KindConflict, oms.SlugChannelExists, "exists")
 	}
 	m.byID[c.ID] = true
 	m.byHash[string(hash)] = c
@@ -55,20 +55,10 @@ func newTestServer(t *testing.T, checks map[string]func(context.Context) error) 
 		t.Fatal(err)
 	}
 	s.Register(func(mux *http.ServeMux, s *Server) {
-		mux.HandleFunc("POST /v1/echo", s.ChannelAuth(func(w http.ResponseWriter, r *http.Request) {
-			body, err := s.readBody(w, r)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			var v map[string]any
-			if err := decodeStrict(body, &v); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+		mux.HandleFunc("POST /v1/echo", s.ChannelAuth(handleJSON(s, http.StatusOK, func(r *http.Request, _ *map[string]any) (map[string]any, error) {
 			c, _ := ChannelOf(r.Context())
-			writeJSON(w, 200, map[string]any{"channel": c.ID})
-		}))
+			return map[string]any{"channel": c.ID}, nil
+		})))
 	})
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
@@ -136,20 +126,20 @@ func TestAuthAndBodyLimits(t *testing.T) {
 		body     string
 		raw      []byte
 		status   int
-		slug     string
+		slug     oms.Slug
 	}{
-		{"a request with no key is 401", "POST", "/v1/echo", "", `{}`, nil, 401, "unauthorized"},
-		{"a request with a bad key is 401", "POST", "/v1/echo", "oms_nope", `{}`, nil, 401, "unauthorized"},
-		{"a channel key cannot call an admin route", "POST", "/v1/channels", key, `{"id":"x","name":"x"}`, nil, 401, "unauthorized"},
-		{"the admin key cannot submit as a channel", "POST", "/v1/echo", adminKey, `{}`, nil, 401, "unauthorized"},
-		{"a 2 MiB body is 413", "POST", "/v1/echo", key, "", big, 413, "body-too-large"},
-		{"broken JSON is 400", "POST", "/v1/echo", key, `{"a":`, nil, 400, "bad-json"},
-		{"two JSON values are 400", "POST", "/v1/echo", key, `{} {}`, nil, 400, "bad-json"},
-		{"invalid UTF-8 is 400", "POST", "/v1/echo", key, "{\"a\":\"\xff\"}", nil, 400, "bad-json"},
-		{"an unknown field of a channel is 400 naming it", "POST", "/v1/channels", adminKey, `{"id":"a","name":"b","colour":1}`, nil, 400, "bad-json"},
-		{"a bad channel id is 422", "POST", "/v1/channels", adminKey, `{"id":"no spaces","name":""}`, nil, 422, "validation"},
-		{"a duplicate channel is 409", "POST", "/v1/channels", adminKey, `{"id":"tmall","name":"again"}`, nil, 409, "channel-exists"},
-		{"an unknown route is 404", "GET", "/v1/nothing", key, "", nil, 404, "not-found"},
+		{"a request with no key is 401", "POST", "/v1/echo", "", `{}`, nil, 401, oms.SlugUnauthorized},
+		{"a request with a bad key is 401", "POST", "/v1/echo", "oms_nope", `{}`, nil, 401, oms.SlugUnauthorized},
+		{"a channel key cannot call an admin route", "POST", "/v1/channels", key, `{"id":"x","name":"x"}`, nil, 401, oms.SlugUnauthorized},
+		{"the admin key cannot submit as a channel", "POST", "/v1/echo", adminKey, `{}`, nil, 401, oms.SlugUnauthorized},
+		{"a 2 MiB body is 413", "POST", "/v1/echo", key, "", big, 413, oms.SlugBodyTooLarge},
+		{"broken JSON is 400", "POST", "/v1/echo", key, `{"a":`, nil, 400, oms.SlugBadJSON},
+		{"two JSON values are 400", "POST", "/v1/echo", key, `{} {}`, nil, 400, oms.SlugBadJSON},
+		{"invalid UTF-8 is 400", "POST", "/v1/echo", key, "{\"a\":\"\xff\"}", nil, 400, oms.SlugBadJSON},
+		{"an unknown field of a channel is 400 naming it", "POST", "/v1/channels", adminKey, `{"id":"a","name":"b","colour":1}`, nil, 400, oms.SlugBadJSON},
+		{"a bad channel id is 422", "POST", "/v1/channels", adminKey, `{"id":"no spaces","name":""}`, nil, 422, oms.SlugValidation},
+		{"a duplicate channel is 409", "POST", "/v1/channels", adminKey, `{"id":"tmall","name":"again"}`, nil, 409, oms.SlugChannelExists},
+		{"an unknown route is 404", "GET", "/v1/nothing", key, "", nil, 404, oms.SlugNotFound},
 		{"a valid key passes", "POST", "/v1/echo", key, `{"a":1}`, nil, 200, ""},
 	}
 	for _, tc := range tests {
@@ -162,8 +152,8 @@ func TestAuthAndBodyLimits(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Fatalf("got status %d (%+v), want %d", resp.StatusCode, p, tc.status)
 			}
-			if tc.slug != "" && p.Type != ProblemBase+tc.slug {
-				t.Errorf("got type %q, want %q", p.Type, ProblemBase+tc.slug)
+			if tc.slug != "" && p.Type != TypeURI(tc.slug) {
+				t.Errorf("got type %q, want %q", p.Type, TypeURI(tc.slug))
 			}
 			if resp.Header.Get("X-Request-Id") == "" {
 				t.Errorf("got no X-Request-Id")
