@@ -2,14 +2,10 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -129,34 +125,20 @@ func (h *orderHandlers) submit(r *http.Request, req *oms.OrderRequest) (reply, e
 	return rp, nil
 }
 
-// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
-const MaxIdempotencyKey = 255
-
 // idempotencyKey returns the request's Idempotency-Key ("" if none). A key
-// given twice, longer than MaxIdempotencyKey bytes, not valid UTF-8 or
-// holding a control character is a 400 naming the header: it is stored
-// and compared byte for byte, so it must be one exact, printable value.
+// given twice, or one oms.CheckIdempotencyKey refuses (too long, not
+// UTF-8, control characters), is a 400 naming the header: it is stored and
+// compared byte for byte, so it must be one exact, printable value.
 func idempotencyKey(h http.Header) (string, error) {
 	vals := h.Values("Idempotency-Key")
 	if len(vals) == 0 {
 		return "", nil
 	}
-	var msg string
-	k := vals[0]
-	switch {
-	case len(vals) > 1:
-		msg = "must be given once"
-	case len(k) > MaxIdempotencyKey:
-		msg = fmt.Sprintf("must be at most %d bytes", MaxIdempotencyKey)
-	case !utf8.ValidString(k):
-		msg = "must be valid UTF-8"
-	case strings.ContainsFunc(k, unicode.IsControl):
-		msg = "must not contain control characters"
-	default:
-		return k, nil
+	if len(vals) > 1 {
+		return "", &oms.Error{Kind: oms.KindBadRequest, Slug: oms.SlugBadHeader,
+			Detail: "the Idempotency-Key header is not valid", Fields: []oms.FieldError{{Field: "Idempotency-Key", Message: "must be given once"}}}
 	}
-	return "", &oms.Error{Kind: oms.KindBadRequest, Slug: oms.SlugValidation,
-		Detail: "the Idempotency-Key header is not valid", Fields: []oms.FieldError{{Field: "Idempotency-Key", Message: msg}}}
+	return vals[0], oms.CheckIdempotencyKey(vals[0])
 }
 
 // channelOrder reads an order of the caller's channel; another channel's
