@@ -86,6 +86,9 @@ func lineChart(title, yLabel string, series []chartSeries, logY bool, markers []
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`, padL, html.EscapeString(title))
 	pw, ph := float64(chartW-padL-padR), float64(chartH-padT-padB)
 	xmax := float64(max(n-1, 1))
+	for _, m := range markers {
+		xmax = max(xmax, math.Ceil(m.X))
+	}
 	xpos := func(i int) float64 { return float64(padL) + float64(i)/xmax*pw }
 
 	var ypos func(v float64) float64
