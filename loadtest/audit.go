@@ -55,6 +55,22 @@ type AuditInput struct {
 	// ShipmentsRead false when it was not read.
 	Shipments     []ShipmentEvent
 	ShipmentsRead bool
+	// GaveUp are the orders whose client gave up (every attempt failed),
+	// as looked up by external id after the run.
+	GaveUp []GaveUpOrder
+}
+
+// GaveUpOrder is an order whose client gave up, looked up by external id.
+// Either the OMS has it, holding its stock (shipments), or it has nothing.
+type GaveUpOrder struct {
+	Channel    string
+	ExternalID string
+	// Unresolved: the lookup failed (counted by the report, not here).
+	Unresolved bool
+	Found      bool
+	ID         string
+	Status     string
+	Shipments  int
 }
 
 // Finding is one fault the audit found.
@@ -74,6 +90,15 @@ type AuditResult struct {
 	// UnpaidShipments counts shipments requested for orders that were
 	// submitted with payment pending and never paid (so never released).
 	UnpaidShipments int `json:"unpaid_shipments"`
+	// GaveUpUnheld counts orders whose client gave up that the OMS stored
+	// (found by external id, live) without holding their stock: no
+	// shipment at all.
+	GaveUpUnheld int `json:"gave_up_unheld"`
+	// GaveUpOrders, GaveUpStored, GaveUpNotStored: the orders whose
+	// client gave up, and how many of them the OMS has (404 otherwise).
+	GaveUpOrders    int `json:"gave_up_orders"`
+	GaveUpStored    int `json:"gave_up_stored"`
+	GaveUpNotStored int `json:"gave_up_not_stored"`
 
 	OrdersAccepted int  `json:"orders_accepted"`
 	OrdersChecked  int  `json:"orders_checked"`
@@ -97,7 +122,7 @@ type AuditResult struct {
 // Clean reports whether the audit found nothing wrong.
 func (r AuditResult) Clean() bool {
 	return r.OversoldUnits == 0 && r.MissingOrders == 0 && r.DuplicateShipments == 0 &&
-		r.LeakedUnits == 0 && r.UnpaidShipments == 0
+		r.LeakedUnits == 0 && r.UnpaidShipments == 0 && r.GaveUpUnheld == 0
 }
 
 // MaxFindings caps AuditResult.Findings.
@@ -139,9 +164,30 @@ func (r *AuditResult) find(f Finding) {
 //
 // unpaid_shipments counts shipments requested for orders submitted with
 // payment pending (never paid by the load test, so never released).
+//
+// gave_up_unheld counts orders whose client gave up after every attempt
+// failed that the OMS nevertheless stored, live (not cancelled or
+// expired), with no shipment: an order kept without its stock. The other
+// outcomes are fine: stored with its shipments (then it is audited like
+// an accepted order), or not stored at all.
 func Audit(in AuditInput) AuditResult {
 	var res AuditResult
 	res.OrdersAccepted = len(in.Orders)
+	for _, g := range in.GaveUp {
+		res.GaveUpOrders++
+		switch {
+		case g.Unresolved:
+		case !g.Found:
+			res.GaveUpNotStored++
+		default:
+			res.GaveUpStored++
+			if !deadStatuses[g.Status] && g.Shipments == 0 {
+				res.GaveUpUnheld++
+				res.find(Finding{Check: "gave_up_unheld", Key: g.ID,
+					Detail: fmt.Sprintf("the client gave up on %s/%s; the OMS stored it (status %q) with no shipment: its stock is not held", g.Channel, g.ExternalID, g.Status)})
+			}
+		}
+	}
 
 	type key struct{ node, sku string }
 	initial := map[key]StockLevel{}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,11 @@ type ClientConfig struct {
 	// connections churn (and each new one costs a handshake and a
 	// TIME_WAIT socket). Default 512.
 	MaxConns int
+	// NoRetry503 returns a 503 that carries a Retry-After (the server's
+	// admission control shedding load) as the answer instead of retrying
+	// it: for overload measurements, where the share of 503s is the
+	// result. A 503 without Retry-After is still retried.
+	NoRetry503 bool
 	// Transport replaces the tuned default transport (tests).
 	Transport http.RoundTripper
 }
@@ -55,26 +61,31 @@ func (c *ClientConfig) setDefaults() {
 
 // Client speaks the public omsd API (API.md) and nothing else.
 type Client struct {
-	base  string
+	bases []string
+	next  atomic.Uint64 // round robin over bases
 	admin string
 	cfg   ClientConfig
 	hc    *http.Client
 }
 
-// NewClient returns a client for the API at t.APIURL. It does not contact
-// the server.
+// NewClient returns a client for the API at t.URLs(): each request starts
+// at the next URL in turn, and a retry after a network error or a 5xx
+// goes to the following one, as a channel behind a load balancer would.
+// It does not contact the server.
 func NewClient(t Target, cfg ClientConfig) *Client {
 	cfg.setDefaults()
 	rt := cfg.Transport
 	if rt == nil {
 		rt = newTransport(cfg.MaxConns, cfg.Timeout)
 	}
-	return &Client{
-		base:  strings.TrimRight(t.APIURL, "/"),
-		admin: t.AdminKey,
-		cfg:   cfg,
-		hc:    &http.Client{Transport: rt},
+	c := &Client{admin: t.AdminKey, cfg: cfg, hc: &http.Client{Transport: rt}}
+	for _, u := range t.URLs() {
+		c.bases = append(c.bases, strings.TrimRight(u, "/"))
 	}
+	if len(c.bases) == 0 {
+		c.bases = []string{""}
+	}
+	return c
 }
 
 // newTransport is tuned for many concurrent requests to one host: the
@@ -110,8 +121,14 @@ type Response struct {
 	Status   int
 	Body     []byte
 	Attempts int
+	// Tries is the status of every attempt in order (0: no answer).
+	Tries []int
+	// RetryAfter is the final answer's Retry-After (0 when absent or
+	// beyond 5s).
+	RetryAfter time.Duration
 
-	retryAfter time.Duration // from a Retry-After header of at most 5s
+	retryAfter    time.Duration // from a Retry-After header of at most 5s
+	hasRetryAfter bool
 }
 
 // APIError is a non-2xx answer, with the problem+json fields when present.
@@ -167,12 +184,22 @@ func (c *Client) Do(ctx context.Context, method, path, key, idemKey string, body
 		last    Response
 		lastErr error
 		pause   = c.cfg.Backoff
+		tries   []int
+		base    = int(c.next.Add(1) - 1)
 	)
 	for attempt := 1; ; attempt++ {
-		last, lastErr = c.once(ctx, method, path, key, idemKey, body)
-		last.Attempts = attempt
+		last, lastErr = c.once(ctx, c.bases[base%len(c.bases)], method, path, key, idemKey, body)
+		tries = append(tries, last.Status)
+		last.Attempts, last.Tries = attempt, tries
+		last.RetryAfter = last.retryAfter
 		if lastErr == nil && !retryable(last.Status) {
 			return last, nil
+		}
+		if lastErr == nil && c.cfg.NoRetry503 && last.Status == http.StatusServiceUnavailable && last.hasRetryAfter {
+			return last, nil
+		}
+		if lastErr != nil || last.Status >= 500 {
+			base++ // that instance may be down: try the next one
 		}
 		if attempt > c.cfg.Retries || ctx.Err() != nil {
 			return last, lastErr
@@ -192,14 +219,14 @@ func (c *Client) Do(ctx context.Context, method, path, key, idemKey string, body
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, path, key, idemKey string, body []byte) (Response, error) {
+func (c *Client) once(ctx context.Context, base, method, path, key, idemKey string, body []byte) (Response, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(actx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(actx, method, base+path, rd)
 	if err != nil {
 		return Response{}, fmt.Errorf("loadtest: %s %s: %w", method, path, err)
 	}
@@ -224,6 +251,7 @@ func (c *Client) once(ctx context.Context, method, path, key, idemKey string, bo
 	}
 	r := Response{Status: resp.StatusCode, Body: b}
 	if v := resp.Header.Get("Retry-After"); v != "" {
+		r.hasRetryAfter = true
 		if s, err := strconv.Atoi(v); err == nil && s >= 0 && s <= 5 {
 			r.retryAfter = time.Duration(s) * time.Second
 		}

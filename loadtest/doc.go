@@ -85,6 +85,23 @@
 // unpaid_shipments counts shipments requested for orders submitted unpaid
 // (the load test never pays them, so they must not be released).
 //
+// gave_up_unheld: an order whose client gave up (every attempt failed:
+// no answer, a timeout, or a 5xx/429 each time) is looked up by external
+// id. The OMS either has it, live with its shipments (then it is audited
+// like an accepted order), or does not have it (404). One it has, live,
+// with no shipment is an order kept without its stock.
+//
+// # Faults
+//
+// RunConfig.Faults are injected at their offsets through a FaultInjector:
+// DevControl, the control endpoint of omsd dev (OMS_DEV_CONTROL_URL and
+// OMS_DEV_CONTROL_TOKEN in stack.env). The report gives each fault's
+// intended offset, actual start and duration (until the stack was whole
+// again), and the final outcomes of the requests completed in
+// [start, start+duration+5s]; the charts mark it. Requests are spread over
+// every URL of OMS_API_URLS, and a retry after a network error or a 5xx
+// goes to the next one.
+//
 // All must be zero; the CLI exits non-zero otherwise. Caveat: the audit
 // assumes nothing else changes the stock during the run (no stock PUTs,
 // no other clients); orders left by an earlier run that expire or are

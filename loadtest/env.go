@@ -15,20 +15,43 @@ import (
 type Target struct {
 	// APIURL is the base URL of the public HTTP API, e.g. http://127.0.0.1:8080.
 	APIURL string
+	// APIURLs are every instance of the API (OMS_API_URLS); requests are
+	// spread over them. Empty: APIURL alone.
+	APIURLs []string
 	// AdminKey is the admin bearer key (channels, nodes, stock, audit reads).
 	AdminKey string
 	// Brokers are the Kafka bootstrap addresses (host:port). Empty: the
 	// shipment-topic audit is skipped and reported as such.
 	Brokers []string
+	// ControlURL and ControlToken reach the fault-injection endpoint of
+	// omsd dev (OMS_DEV_CONTROL_URL, OMS_DEV_CONTROL_TOKEN); empty when
+	// the stack is not run by omsd dev.
+	ControlURL   string
+	ControlToken string
+}
+
+// URLs are the API base URLs requests are spread over: APIURLs, or
+// APIURL alone.
+func (t Target) URLs() []string {
+	if len(t.APIURLs) > 0 {
+		return t.APIURLs
+	}
+	if t.APIURL == "" {
+		return nil
+	}
+	return []string{t.APIURL}
 }
 
 // Validate reports a Target that cannot be used.
 func (t Target) Validate() error {
 	var errs []error
-	if t.APIURL == "" {
+	if t.APIURL == "" && len(t.APIURLs) == 0 {
 		errs = append(errs, errors.New("loadtest: no API URL (OMS_API_URL or --api)"))
-	} else if !strings.HasPrefix(t.APIURL, "http://") && !strings.HasPrefix(t.APIURL, "https://") {
-		errs = append(errs, fmt.Errorf("loadtest: API URL %q is not http(s)", t.APIURL))
+	}
+	for _, u := range t.URLs() {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("loadtest: API URL %q is not http(s)", u))
+		}
 	}
 	if t.AdminKey == "" {
 		errs = append(errs, errors.New("loadtest: no admin key (OMS_ADMIN_KEY or --admin-key)"))
@@ -36,14 +59,25 @@ func (t Target) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TargetFromEnv builds a Target from the OMS_API_URL, OMS_ADMIN_KEY and
-// OMS_KAFKA_BROKERS settings of a stack.env (or any getenv function).
+// TargetFromEnv builds a Target from the OMS_API_URL, OMS_API_URLS,
+// OMS_ADMIN_KEY, OMS_KAFKA_BROKERS, OMS_DEV_CONTROL_URL and
+// OMS_DEV_CONTROL_TOKEN settings of a stack.env (or any getenv function).
+// Without OMS_API_URL, the first of OMS_API_URLS is the APIURL.
 func TargetFromEnv(getenv func(string) string) Target {
-	return Target{
-		APIURL:   strings.TrimRight(getenv("OMS_API_URL"), "/"),
-		AdminKey: getenv("OMS_ADMIN_KEY"),
-		Brokers:  SplitList(getenv("OMS_KAFKA_BROKERS")),
+	t := Target{
+		APIURL:       strings.TrimRight(getenv("OMS_API_URL"), "/"),
+		AdminKey:     getenv("OMS_ADMIN_KEY"),
+		Brokers:      SplitList(getenv("OMS_KAFKA_BROKERS")),
+		ControlURL:   strings.TrimRight(getenv("OMS_DEV_CONTROL_URL"), "/"),
+		ControlToken: getenv("OMS_DEV_CONTROL_TOKEN"),
 	}
+	for _, u := range SplitList(getenv("OMS_API_URLS")) {
+		t.APIURLs = append(t.APIURLs, strings.TrimRight(u, "/"))
+	}
+	if t.APIURL == "" && len(t.APIURLs) > 0 {
+		t.APIURL = t.APIURLs[0]
+	}
+	return t
 }
 
 // SplitList splits a comma-separated list, trimming blanks and dropping

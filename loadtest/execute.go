@@ -72,12 +72,33 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		initial = InitialStock(o.Seed)
 	}
 
-	logf("run: %s at %.0f/s for %s", o.Run.Profile, o.Run.Rate, o.Run.Duration)
+	if len(o.Run.Faults) > 0 && o.Run.Injector == nil {
+		dc, err := NewDevControl(o.Target)
+		if err != nil {
+			return nil, err
+		}
+		o.Run.Injector = dc
+	}
+	logf("run: %s at %.0f/s for %s over %d API URL(s)", o.Run.Profile, o.Run.Rate, o.Run.Duration, len(o.Target.URLs()))
+	for _, f := range o.Run.Faults {
+		logf("fault %s at %s", f.Kind, f.Offset)
+	}
 	res, err := Run(ctx, c, o.Seed, o.Run)
 	if err != nil {
 		return nil, err
 	}
-	rep := NewReport(res, o.Target.APIURL)
+	if len(res.Faults) > 0 {
+		if err := waitFaultsOver(ctx, o.Run.Injector, time.Minute); err != nil {
+			notes = append(notes, "fault end times unknown: "+err.Error())
+		}
+		if err := UpdateFaults(ctx, o.Run.Injector, res); err != nil {
+			notes = append(notes, "fault end times unknown: "+err.Error())
+		}
+		for _, f := range res.Faults {
+			logf("fault %s: started at %.1fs, lasted %.1fs %s", f.Kind, f.StartS, f.DurationS, f.Error)
+		}
+	}
+	rep := NewReport(res, strings.Join(o.Target.URLs(), ","))
 	if res.Interrupted || ctx.Err() != nil {
 		rep.AuditError = "interrupted before the end of the schedule: not audited"
 		return rep, nil
@@ -116,6 +137,33 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	a.Notes = append(notes, a.Notes...)
 	rep.Audit = &a
 	return rep, nil
+}
+
+// waitFaultsOver polls the injector until every fault it carried out has
+// ended (the restarted instance ready, the broker back), or timeout.
+func waitFaultsOver(ctx context.Context, inj FaultInjector, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		evs, err := inj.Faults(ctx)
+		if err != nil {
+			return err
+		}
+		over := true
+		for _, e := range evs {
+			over = over && e.EndedAt != nil
+		}
+		if over {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("a fault was still in progress after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // preflight checks that the server accepts every channel key of the seed

@@ -100,6 +100,8 @@ type GatherStats struct {
 	Recovered int
 	// Unresolved counts those whose existence could not be established.
 	Unresolved int
+	// NotStored counts those the API does not have (404 by external id).
+	NotStored int
 }
 
 // Gather reads what Audit needs from the API and the topic: the current
@@ -131,14 +133,20 @@ func Gather(ctx context.Context, c *Client, seed *SeedFile, accepted []AcceptedO
 			v, found, err := c.OrderByExternalID(gctx, keys[u.Channel], u.ExternalID)
 			mu.Lock()
 			defer mu.Unlock()
+			g := GaveUpOrder{Channel: u.Channel, ExternalID: u.ExternalID}
 			switch {
 			case err != nil:
 				st.Unresolved++
+				g.Unresolved = true
 			case found:
 				st.Recovered++
+				g.Found, g.ID, g.Status, g.Shipments = true, v.ID, v.Status, len(v.Shipments)
 				accepted = append(accepted, AcceptedOrder{ID: v.ID, Channel: u.Channel, ExternalID: u.ExternalID,
 					Status: v.Status, Pending: u.Pending, ReservedUntil: v.ReservedUntil.Time, Lines: u.Lines})
+			default:
+				st.NotStored++
 			}
+			in.GaveUp = append(in.GaveUp, g)
 			return nil
 		})
 	}

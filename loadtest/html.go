@@ -18,6 +18,13 @@ type chartSeries struct {
 	Dash  bool // dashed and wider, to stay visible under lines that match it
 }
 
+// chartMarker is a vertical marker: a line at X seconds and, when W > 0,
+// a shaded band W seconds wide (a fault and its duration).
+type chartMarker struct {
+	X, W  float64
+	Label string
+}
+
 const (
 	chartW, chartH         = 960, 320
 	padL, padR, padT, padB = 64, 16, 36, 40
@@ -57,7 +64,7 @@ func fmtTick(v float64) string {
 // lineChart draws the series as an inline SVG: x is seconds since the
 // start, y linear from 0 or, with logY, logarithmic (for latencies, whose
 // tail would flatten everything else).
-func lineChart(title, yLabel string, series []chartSeries, logY bool) template.HTML {
+func lineChart(title, yLabel string, series []chartSeries, logY bool, markers []chartMarker) template.HTML {
 	n := 0
 	ymax, ymin := 0.0, math.Inf(1)
 	for _, s := range series {
@@ -79,6 +86,9 @@ func lineChart(title, yLabel string, series []chartSeries, logY bool) template.H
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`, padL, html.EscapeString(title))
 	pw, ph := float64(chartW-padL-padR), float64(chartH-padT-padB)
 	xmax := float64(max(n-1, 1))
+	for _, m := range markers {
+		xmax = max(xmax, math.Ceil(m.X))
+	}
 	xpos := func(i int) float64 { return float64(padL) + float64(i)/xmax*pw }
 
 	var ypos func(v float64) float64
@@ -119,6 +129,19 @@ func lineChart(title, yLabel string, series []chartSeries, logY bool) template.H
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#f0f0f0"/>`, x, x, padT, chartH-padB)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="middle" fill="#555">%ds</text>`, x, chartH-padB+16, i)
 	}
+	for _, m := range markers {
+		x := float64(padL) + m.X/xmax*pw
+		if x < float64(padL) || x > float64(chartW-padR) {
+			continue
+		}
+		if m.W > 0 {
+			w := min(m.W/xmax*pw, float64(chartW-padR)-x)
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%.0f" fill="#d62728" fill-opacity="0.08"/>`, x, padT, w, ph)
+		}
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#d62728" stroke-width="1.5" stroke-dasharray="4 3"><title>%s</title></line>`,
+			x, x, padT, chartH-padB, html.EscapeString(m.Label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="10" fill="#d62728">%s</text>`, x+3, padT+12, html.EscapeString(m.Label))
+	}
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="none" stroke="#999"/>`, padL, padT, pw, ph)
 	fmt.Fprintf(&b, `<text x="14" y="%.0f" font-size="12" fill="#333" transform="rotate(-90 14 %.0f)" text-anchor="middle">%s</text>`,
 		float64(padT)+ph/2, float64(padT)+ph/2, html.EscapeString(yLabel))
@@ -151,8 +174,38 @@ func lineChart(title, yLabel string, series []chartSeries, logY bool) template.H
 	return template.HTML(b.String()) // built from numbers and escaped text only
 }
 
-// charts returns the throughput and latency charts of a report.
-func (r *Report) charts() (throughput, latency template.HTML) {
+// markers are the report's faults as chart markers.
+func (r *Report) markers() []chartMarker {
+	var ms []chartMarker
+	for _, f := range r.Faults {
+		if f.StartedAt.IsZero() && f.Error != "" {
+			continue
+		}
+		ms = append(ms, chartMarker{X: f.StartS, W: f.DurationS, Label: f.Kind})
+	}
+	return ms
+}
+
+// statusClass groups a status key for the answers chart.
+func statusClass(k string) string {
+	switch {
+	case len(k) == 3 && k[0] == '2':
+		return "2xx"
+	case k == "409":
+		return "409"
+	case k == "503":
+		return "503"
+	case len(k) == 3 && k[0] == '5', k == "429":
+		return "other 5xx/429"
+	case k == "error", k == "cancelled":
+		return "no answer"
+	default:
+		return "other"
+	}
+}
+
+// charts returns the throughput, latency and answers charts of a report.
+func (r *Report) charts() (throughput, latency, answers template.HTML) {
 	n := len(r.Series)
 	sched, sent, ans, acc := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	p50, p99, mx := make([]float64, n), make([]float64, n), make([]float64, n)
@@ -169,19 +222,36 @@ func (r *Report) charts() (throughput, latency template.HTML) {
 		{"sent", "#1f77b4", sent, false},
 		{"answered", "#2ca02c", ans, false},
 		{"accepted (2xx)", "#ff7f0e", acc, false},
-	}, false)
+	}, false, r.markers())
 	latency = lineChart("Latency by intended send second (log scale)", "ms", []chartSeries{
 		{"p50", "#1f77b4", p50, false},
 		{"p99", "#d62728", p99, false},
 		{"max", "#bbbbbb", mx, true},
-	}, true)
-	return throughput, latency
+	}, true, r.markers())
+	classes := []struct{ name, color string }{
+		{"2xx", "#2ca02c"}, {"409", "#1f77b4"}, {"503", "#9467bd"}, {"other 5xx/429", "#d62728"}, {"no answer", "#000000"},
+	}
+	var ss []chartSeries
+	for _, c := range classes {
+		y := make([]float64, n)
+		for i, s := range r.Series {
+			for k, v := range s.Status {
+				if statusClass(k) == c.name {
+					y[i] += float64(v)
+				}
+			}
+		}
+		ss = append(ss, chartSeries{c.name, c.color, y, false})
+	}
+	answers = lineChart("Final outcomes per second, by completion time", "requests / s", ss, false, r.markers())
+	return throughput, latency, answers
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"keys": sortedKeys,
 	"f1":   func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	"f2":   func(f float64) string { return fmt.Sprintf("%.2f", f) },
+	"pct":  func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>omsd load test {{.R.RunID}}</title>
@@ -216,6 +286,14 @@ figure{margin:0 0 24px}
 <h2>Rates and requests</h2>
 <table><tr><th>offered /s</th><th>achieved /s</th><th>accepted /s</th><th>scheduled</th><th>sent</th><th>answered</th><th>errors</th><th>unsent</th><th>retries</th></tr>
 <tr><td>{{f1 .R.OfferedRate}}</td><td>{{f1 .R.AchievedRate}}</td><td>{{f1 .R.AcceptedRate}}</td><td>{{.R.Scheduled}}</td><td>{{.R.Sent}}</td><td>{{.R.Answered}}</td><td>{{.R.Errors}}</td><td>{{.R.Unsent}}</td><td>{{.R.Retries}}</td></tr></table>
+<h2>Overload</h2>
+<table><tr><th>accepted /s</th><th>p99 of 2xx (ms)</th><th>answered 503</th><th>attempts answered 503</th><th>gave up</th></tr>
+<tr><td>{{f1 .R.AcceptedRate}}</td><td>{{f2 .R.AcceptedLatencyMs.P99}}</td><td>{{pct .R.Share503}} ({{.R.Final503}})</td><td>{{.R.Attempts503}}</td><td>{{.R.GaveUp}}</td></tr></table>
+{{if .R.Faults}}<h2>Faults</h2>
+<table><tr><th class="l">kind</th><th>intended</th><th>started</th><th>duration</th><th class="l">answers in [start, end + 5 s]</th><th>retries</th><th>gave up</th><th class="l">detail</th></tr>
+{{range $f := .R.Faults}}<tr><td class="l">{{.Kind}}</td><td>{{f1 .OffsetS}}s</td><td>{{f1 .StartS}}s</td><td>{{f1 .DurationS}}s{{if not .Ended}} (planned){{end}}</td>
+<td class="l">{{if .Error}}<span class="fail">{{.Error}}</span>{{else}}{{range $k := keys $f.Window}}{{$k}}: {{index $f.Window $k}} {{end}}{{end}}</td><td>{{.Retries}}</td><td>{{.GaveUp}}</td><td class="l">{{.Target}} {{.Detail}}</td></tr>{{end}}
+</table>{{end}}
 <h2>Latency (ms)</h2>
 <table><tr><th class="l"></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>
 {{range .Lat}}<tr><td class="l">{{.Name}}</td><td>{{f2 .P.P50}}</td><td>{{f2 .P.P90}}</td><td>{{f2 .P.P99}}</td><td>{{f2 .P.P999}}</td><td>{{f2 .P.Max}}</td></tr>{{end}}
@@ -227,6 +305,7 @@ figure{margin:0 0 24px}
 </table>
 <figure>{{.Throughput}}</figure>
 <figure>{{.Latency}}</figure>
+<figure>{{.Answers}}</figure>
 <p><small>Latency is measured from each request's intended send time in the open-model schedule, so
 time spent waiting for a free worker counts (no coordinated omission). Per-second latency is grouped
 by intended send second.</small></p>
@@ -235,15 +314,16 @@ by intended send second.</small></p>
 
 // WriteHTML writes a self-contained HTML report (inline SVG, no scripts).
 func (r *Report) WriteHTML(w io.Writer) error {
-	tp, lat := r.charts()
+	tp, lat, ans := r.charts()
 	type row struct {
 		Name string
 		P    Percentiles
 	}
 	return htmlTmpl.Execute(w, map[string]any{
-		"R": r, "Throughput": tp, "Latency": lat,
+		"R": r, "Throughput": tp, "Latency": lat, "Answers": ans,
 		"Lat": []row{
 			{"from intended send time", r.LatencyMs},
+			{"of 2xx answers only", r.AcceptedLatencyMs},
 			{"service time (from actual send)", r.ServiceTimeMs},
 			{"send lag", r.SendLagMs},
 		},

@@ -23,6 +23,9 @@ type Percentiles struct {
 }
 
 func percentiles(h *Histogram) Percentiles {
+	if h == nil {
+		return Percentiles{}
+	}
 	return Percentiles{
 		P50: ms(h.Quantile(0.50)), P90: ms(h.Quantile(0.90)), P99: ms(h.Quantile(0.99)),
 		P999: ms(h.Quantile(0.999)), Max: ms(h.Max()), Mean: ms(h.Mean()),
@@ -55,6 +58,20 @@ type Report struct {
 	Errors    int64 `json:"errors"`
 	Unsent    int64 `json:"unsent"`
 	Retries   int64 `json:"retries"`
+	// GaveUp counts requests whose every attempt failed.
+	GaveUp int64 `json:"gave_up"`
+
+	// For overload analysis: AcceptedLatencyMs is the latency of the
+	// requests answered 2xx only (shed ones excluded), Share503 the share
+	// of sent requests whose final answer was 503, Attempts503 every
+	// attempt answered 503 (retried ones included).
+	AcceptedLatencyMs Percentiles `json:"accepted_latency_ms"`
+	Final503          int64       `json:"final_503"`
+	Share503          float64     `json:"share_503"`
+	Attempts503       int64       `json:"attempts_503"`
+
+	// Faults are the faults injected during the run.
+	Faults []FaultReport `json:"faults,omitempty"`
 
 	// LatencyMs is measured from the intended send time (queueing in the
 	// client included); ServiceTimeMs from the actual send; SendLagMs is
@@ -97,6 +114,11 @@ func NewReport(res *Result, target string) *Report {
 		StatusCounts: res.StatusCounts, ProblemTypes: res.ProblemTypes, ErrorSamples: res.ErrorSamples,
 		UnknownOrders: len(res.Unknown),
 		Series:        res.Series,
+		GaveUp:        res.GaveUp, AcceptedLatencyMs: percentiles(res.AcceptedLatency),
+		Final503: res.Final503, Attempts503: res.Attempts503, Faults: res.Faults,
+	}
+	if res.Sent > 0 {
+		rep.Share503 = round3(float64(res.Final503) / float64(res.Sent))
 	}
 	for _, s := range res.Series {
 		rep.Accepted += s.Accepted
@@ -158,7 +180,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	line("rate /s", f("offered %.1f", r.OfferedRate), f("achieved %.1f", r.AchievedRate), f("accepted %.1f", r.AcceptedRate))
 	line("requests", f("scheduled %d", r.Scheduled), f("sent %d", r.Sent), f("answered %d", r.Answered),
-		f("errors %d", r.Errors), f("unsent %d", r.Unsent), f("retries %d", r.Retries))
+		f("errors %d", r.Errors), f("unsent %d", r.Unsent), f("retries %d", r.Retries), f("gave up %d", r.GaveUp))
+	line("overload", f("accepted %.1f/s", r.AcceptedRate), f("p99 of 2xx %.2f ms", r.AcceptedLatencyMs.P99),
+		f("answered 503 %.1f%% (%d)", r.Share503*100, r.Final503), f("attempts answered 503 %d", r.Attempts503))
 	var sc []string
 	for _, k := range sortedKeys(r.StatusCounts) {
 		sc = append(sc, f("%s: %d", k, r.StatusCounts[k]))
@@ -173,6 +197,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.UnknownOrders > 0 {
 		line("unknown outcome", f("%d orders", r.UnknownOrders), f("recovered %d", r.Recovered), f("unresolved %d", r.Unresolved))
 	}
+	for _, fr := range r.Faults {
+		dur := f("lasted %.1fs", fr.DurationS)
+		if !fr.Ended {
+			dur = f("planned %.1fs (end unknown)", fr.DurationS)
+		}
+		vals := []string{fr.Kind, f("at %.1fs (intended %.1fs)", fr.StartS, fr.OffsetS), dur}
+		if fr.Error != "" {
+			vals = append(vals, "ERROR "+fr.Error)
+		} else {
+			var wc []string
+			for _, k := range sortedKeys(fr.Window) {
+				wc = append(wc, f("%s: %d", k, fr.Window[k]))
+			}
+			vals = append(vals, f("answers in [%.1fs, %.1fs]: %s", fr.WindowS[0], fr.WindowS[1], strings.Join(wc, " ")),
+				f("retries %d", fr.Retries), f("gave up %d", fr.GaveUp))
+		}
+		line("fault", vals...)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -182,7 +224,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, row := range []struct {
 		name string
 		q    Percentiles
-	}{{"from intended send time", r.LatencyMs}, {"service time (from actual send)", r.ServiceTimeMs}, {"send lag", r.SendLagMs}} {
+	}{{"from intended send time", r.LatencyMs}, {"  of 2xx answers only", r.AcceptedLatencyMs},
+		{"service time (from actual send)", r.ServiceTimeMs}, {"send lag", r.SendLagMs}} {
 		fmt.Fprintf(w, "%-33s %9.2f %9.2f %9.2f %9.2f %9.2f\n", row.name, row.q.P50, row.q.P90, row.q.P99, row.q.P999, row.q.Max)
 	}
 
@@ -198,7 +241,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		verdict = "FAIL"
 	}
 	line("audit", verdict, f("oversold_units %d", a.OversoldUnits), f("missing_orders %d", a.MissingOrders),
-		f("duplicate_shipments %d", a.DuplicateShipments), f("leaked_units %d", a.LeakedUnits), f("unpaid_shipments %d", a.UnpaidShipments))
+		f("duplicate_shipments %d", a.DuplicateShipments), f("leaked_units %d", a.LeakedUnits), f("unpaid_shipments %d", a.UnpaidShipments),
+		f("gave_up_unheld %d", a.GaveUpUnheld))
+	if a.GaveUpOrders > 0 {
+		line("gave up", f("orders %d", a.GaveUpOrders), f("stored with shipments %d", a.GaveUpStored-a.GaveUpUnheld),
+			f("stored without stock %d", a.GaveUpUnheld), f("not stored %d", a.GaveUpNotStored))
+	}
 	checked := "all"
 	if a.Sampled {
 		checked = "a random sample"

@@ -123,8 +123,8 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(b)
-	if n := strings.Count(out, "<svg"); n != 2 {
-		t.Errorf("got %d charts, want 2 (throughput and latency)", n)
+	if n := strings.Count(out, "<svg"); n != 3 {
+		t.Errorf("got %d charts, want 3 (throughput, latency, outcomes)", n)
 	}
 	for _, bad := range []string{"<script", "src=", "href=", "@import"} {
 		if strings.Contains(out, bad) {
@@ -149,7 +149,7 @@ func TestLineChartCopesWithEdgeCases(t *testing.T) {
 		{{Name: "zeros", Color: "#000", Y: []float64{0, 0, 0}}},
 	} {
 		for _, logY := range []bool{false, true} {
-			out := string(lineChart("t", "y", s, logY))
+			out := string(lineChart("t", "y", s, logY, []chartMarker{{X: 0.5, W: 2, Label: "pg-stall"}}))
 			if !strings.HasPrefix(out, "<svg") || strings.Contains(out, "NaN") || strings.Contains(out, "Inf") {
 				t.Errorf("series %v log %v: got %q", s, logY, out)
 			}

@@ -10,6 +10,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,10 @@ type RunConfig struct {
 	Progress io.Writer
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
+	// Faults are injected through Injector at their offsets into the
+	// schedule (each offset below Duration).
+	Faults   []FaultSpec
+	Injector FaultInjector
 }
 
 func (c *RunConfig) setDefaults(nSKUs int) {
@@ -104,6 +109,12 @@ type Result struct {
 	Errors    int64 // requests that got no answer after their retries
 	Unsent    int64 // arrivals still queued when the drain time ran out
 	Retries   int64 // extra attempts
+	// GaveUp counts requests whose every attempt failed (no answer, or a
+	// 5xx/429 each time): their orders are looked up during the audit.
+	GaveUp int64
+	// Final503 counts requests whose final answer was 503; Attempts503
+	// every attempt answered 503 (retried ones included).
+	Final503, Attempts503 int64
 
 	StatusCounts map[string]int64 // "201", "409", "error", "unsent", "cancelled"
 	ProblemTypes map[string]int64 // problem+json "type" of non-2xx answers
@@ -114,14 +125,20 @@ type Result struct {
 	// is in it. ServiceTime is from the first actual send (what a
 	// closed-loop tool would report). SendLag is actual send − intended.
 	Latency, ServiceTime, SendLag *Histogram
+	// AcceptedLatency is Latency of the requests answered 2xx only.
+	AcceptedLatency *Histogram
 
 	// Series has one entry per second since Start.
 	Series []Second
 
 	Accepted []AcceptedOrder
 	// Unknown are orders whose POST ended without a definite answer (no
-	// answer, or a 5xx, after the retries): the audit looks them up.
+	// answer, or a 5xx/429, after the retries): the audit looks them up.
 	Unknown []UnknownOrder
+
+	// Faults are the faults injected, in the order of their offsets.
+	Faults []FaultReport
+	events []statusEvent
 }
 
 // Second is one second of the run. Scheduled and latency are by intended
@@ -136,6 +153,9 @@ type Second struct {
 	P50ms     float64 `json:"p50_ms"`
 	P99ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
+	// Status counts final outcomes by completion time ("201", "503",
+	// "error", ...).
+	Status map[string]int64 `json:"status,omitempty"`
 
 	lat *Histogram
 }
@@ -153,6 +173,7 @@ type outcome struct {
 	status   int   // 0: no answer
 	err      error // transport error (status 0)
 	attempts int
+	tries    []int
 	body     []byte // 2xx: the order; else the problem
 	order    genOrder
 }
@@ -175,19 +196,28 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Faults) > 0 && cfg.Injector == nil {
+		return nil, errors.New("loadtest: faults given without an injector (a stack run by omsd dev)")
+	}
+	for _, f := range cfg.Faults {
+		if f.Offset >= cfg.Duration {
+			return nil, fmt.Errorf("loadtest: fault %s: the offset is not within the run's %s", f, cfg.Duration)
+		}
+	}
 	res := &Result{
-		RunID:        newRunID(),
-		Profile:      sched.Profile,
-		Rate:         cfg.Rate,
-		Duration:     cfg.Duration,
-		Workers:      cfg.Workers,
-		Seed:         cfg.Seed,
-		OfferedRate:  sched.OfferedRate(),
-		StatusCounts: map[string]int64{},
-		ProblemTypes: map[string]int64{},
-		Latency:      NewHistogram(),
-		ServiceTime:  NewHistogram(),
-		SendLag:      NewHistogram(),
+		RunID:           newRunID(),
+		Profile:         sched.Profile,
+		Rate:            cfg.Rate,
+		Duration:        cfg.Duration,
+		Workers:         cfg.Workers,
+		Seed:            cfg.Seed,
+		OfferedRate:     sched.OfferedRate(),
+		StatusCounts:    map[string]int64{},
+		ProblemTypes:    map[string]int64{},
+		Latency:         NewHistogram(),
+		ServiceTime:     NewHistogram(),
+		SendLag:         NewHistogram(),
+		AcceptedLatency: NewHistogram(),
 	}
 	gen := newOrderGen(seed, cfg.Mix, res.RunID)
 
@@ -222,7 +252,7 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 				sent.Add(1)
 				resp, err := c.Do(drainCtx, http.MethodPost, "/v1/orders", gen.channels[o.channel].APIKey, o.idemKey, o.body)
 				out.doneAt = time.Now()
-				out.status, out.err, out.attempts, out.body = resp.Status, err, resp.Attempts, resp.Body
+				out.status, out.err, out.attempts, out.body, out.tries = resp.Status, err, resp.Attempts, resp.Body, resp.Tries
 				outcomes <- out
 			}
 		}()
@@ -236,6 +266,8 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 		defer close(colDone)
 		col.loop(outcomes, cfg.Progress, cfg.ProgressEvery, &sent)
 	}()
+
+	faultsDone := injectFaults(drainCtx, cfg.Injector, cfg.Faults, start, res)
 
 	// The dispatcher: intended times come from the schedule alone. If the
 	// queue is full it blocks, but the times it hands out afterwards are
@@ -270,8 +302,61 @@ dispatch:
 	drainTimer.Stop()
 	close(outcomes)
 	<-colDone
+	faultsDone()
 	col.finish()
 	return res, nil
+}
+
+// injectFaults starts a goroutine per fault that injects it at its offset
+// and records it in res.Faults; the returned function waits for them (a
+// fault whose time has not come when ctx ends is recorded as not
+// injected).
+func injectFaults(ctx context.Context, inj FaultInjector, specs []FaultSpec, start time.Time, res *Result) func() {
+	if len(specs) == 0 {
+		return func() {}
+	}
+	recs := make([]FaultReport, len(specs))
+	var wg sync.WaitGroup
+	for i, f := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := FaultReport{Kind: f.Kind, OffsetS: round3(f.Offset.Seconds())}
+			t := time.NewTimer(time.Until(start.Add(f.Offset)))
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				r.Error = "not injected: the run ended first"
+				recs[i] = r
+				return
+			case <-t.C:
+			}
+			asked := time.Now()
+			ev, err := inj.Inject(ctx, f.Kind)
+			if err != nil {
+				r.Error = err.Error()
+				r.StartS = round3(asked.Sub(start).Seconds())
+				recs[i] = r
+				return
+			}
+			at := ev.StartedAt
+			if at.IsZero() {
+				at = asked
+			}
+			r.id, r.StartedAt, r.Target, r.Detail, r.Error = ev.ID, at.UTC(), ev.Target, ev.Detail, ev.Error
+			r.StartS = round3(at.Sub(start).Seconds())
+			r.DurationS = round3((time.Duration(ev.Duration) * time.Millisecond).Seconds())
+			if ev.EndedAt != nil {
+				r.DurationS, r.Ended = round3(ev.EndedAt.Sub(ev.StartedAt).Seconds()), true
+			}
+			recs[i] = r
+		}()
+	}
+	return func() {
+		wg.Wait()
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].OffsetS < recs[j].OffsetS })
+		res.Faults = recs
+	}
 }
 
 func newRunID() string {
@@ -361,16 +446,31 @@ func (c *collector) add(o outcome) {
 	}
 	sIntended.lat.Record(lat)
 	sDone := c.second(o.doneAt)
-	if o.err != nil || o.status >= 500 {
+	for _, st := range o.tries {
+		if st == http.StatusServiceUnavailable {
+			r.Attempts503++
+		}
+	}
+	gaveUp := o.err != nil || retryable(o.status)
+	if gaveUp {
+		r.GaveUp++
 		r.Unknown = append(r.Unknown, UnknownOrder{Channel: c.gen.channels[o.order.channel].ID,
 			ExternalID: o.order.externalID, Pending: o.order.pending, Lines: o.order.lines})
 	}
+	key := strconv.Itoa(o.status)
 	if o.err != nil {
+		key = "error"
 		if errors.Is(o.err, context.Canceled) {
-			r.StatusCounts["cancelled"]++
-		} else {
-			r.StatusCounts["error"]++
+			key = "cancelled"
 		}
+	}
+	if sDone.Status == nil {
+		sDone.Status = map[string]int64{}
+	}
+	sDone.Status[key]++
+	r.events = append(r.events, statusEvent{at: o.doneAt.Sub(c.start), status: key, retries: max(o.attempts-1, 0), gaveUp: gaveUp})
+	if o.err != nil {
+		r.StatusCounts[key]++
 		r.Errors++
 		sDone.Errors++
 		if len(r.ErrorSamples) < 10 {
@@ -387,7 +487,10 @@ func (c *collector) add(o outcome) {
 	}
 	r.Answered++
 	sDone.Answered++
-	r.StatusCounts[strconv.Itoa(o.status)]++
+	r.StatusCounts[key]++
+	if o.status == http.StatusServiceUnavailable {
+		r.Final503++
+	}
 	if o.status < 200 || o.status > 299 {
 		var p problem
 		if json.Unmarshal(o.body, &p) == nil && p.Type != "" {
@@ -396,6 +499,7 @@ func (c *collector) add(o outcome) {
 		return
 	}
 	sDone.Accepted++
+	r.AcceptedLatency.Record(lat)
 	var v OrderView
 	if err := json.Unmarshal(o.body, &v); err != nil || v.ID == "" {
 		r.StatusCounts["2xx-without-id"]++

@@ -141,7 +141,7 @@ func ReadSeedFile(path string) (*SeedFile, error) {
 // the rest.
 func Seed(ctx context.Context, c *Client, cfg SeedConfig) (*SeedFile, error) {
 	cfg.setDefaults()
-	out := &SeedFile{CreatedAt: time.Now().UTC(), APIURL: c.base}
+	out := &SeedFile{CreatedAt: time.Now().UTC(), APIURL: c.bases[0]}
 
 	for _, dc := range defaultChannels {
 		id := dc.id

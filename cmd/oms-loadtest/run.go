@@ -22,11 +22,13 @@ Usage:
                     [--timeout D] [--paid-share F] [--hot-skus N] [--hot-share F] [--zipf-s S]
                     [--poisson] [--random-seed N] [--drain D] [--settle D]
                     [--audit-sample N] [--audit-concurrency N] [--quiet]
+                    [--backoff D] [--no-retry-503] [--fault KIND@OFFSET ...]
 
 Target flags (flags beat the env file, which beats the environment):
-  --env FILE         a stack.env (KEY=VALUE lines: OMS_API_URL, OMS_ADMIN_KEY, OMS_KAFKA_BROKERS),
-                     as written by 'omsd dev'
-  --api URL          the API base URL (OMS_API_URL)
+  --env FILE         a stack.env (KEY=VALUE lines: OMS_API_URL, OMS_API_URLS, OMS_ADMIN_KEY,
+                     OMS_KAFKA_BROKERS, OMS_DEV_CONTROL_URL, OMS_DEV_CONTROL_TOKEN), as written by
+                     'omsd dev'; requests are spread over every URL of OMS_API_URLS
+  --api URL          the API base URL (OMS_API_URL; replaces OMS_API_URLS)
   --admin-key KEY    the admin key (OMS_ADMIN_KEY)
   --brokers ADDRS    comma-separated Kafka brokers (OMS_KAFKA_BROKERS); none: the shipment
                      topic is not audited
@@ -38,6 +40,22 @@ loadtest-report.json beside it, the HTML report to the JSON path with .html.
 Profiles (--rate is the peak): steady = rate throughout; ramp = linear from rate/10 to rate;
 flash-sale = rate/10, then rate for one minute in the middle, then rate/10 (in runs shorter
 than 3 minutes the spike lasts a third of the run).
+
+Faults (--fault KIND@OFFSET, repeatable; needs a stack run by 'omsd dev', which carries them out):
+  pg-stall        PostgreSQL frozen (SIGSTOP of every postgres process) for 5 s
+  omsd-kill       kill -9 of one omsd serve instance, restarted 2 s later on the same port
+  redis-flush     Redis loses every key (FLUSHALL)
+  broker-restart  the Kafka broker stops for 5 s and comes back on its address with its data
+  wms-poison      malformed messages on wms.events (invalid JSON, unknown type, unknown shipment)
+OFFSET is the time into the run (30s). The report gives each fault's start and duration and the
+answers the clients saw in [start, end + 5 s]; the audit after the run must be clean as always.
+
+Clients behave like channels: a network error, a timeout (--timeout per attempt) or a 5xx/429 is
+retried (--retries times, backoff from --backoff doubling to 2 s, Retry-After up to 5 s honoured)
+with the same external_id, Idempotency-Key and bytes, on the next API URL. An order whose every
+attempt failed is "gave up": the audit looks it up by external id and requires it either stored
+with its shipments or not stored at all. --no-retry-503 counts a 503 carrying Retry-After instead
+of retrying it (overload measurements: the report gives the share answered 503).
 
 Exit status: 0 when the audit passes, 2 when it finds a fault or could not run, 1 on errors.
 Run 'oms-loadtest seed -h' or 'oms-loadtest run -h' for every flag.
@@ -98,6 +116,7 @@ func (t *targetFlags) resolve(fs *flag.FlagSet, getenv func(string) string) (loa
 		switch f.Name {
 		case "api":
 			tg.APIURL = strings.TrimRight(t.api, "/")
+			tg.APIURLs = nil
 		case "admin-key":
 			tg.AdminKey = t.adminKey
 		case "brokers":
@@ -182,8 +201,12 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	htmlPath := fs.String("html", "", "HTML report (default: the JSON path with .html)")
 	seedPath := fs.String("seed", "", "seed file written by seed (default loadtest-seed.json next to --env)")
 	workers := fs.Int("workers", 256, "requests in flight at most; arrivals queue (and their latency grows) beyond")
-	retries := fs.Int("retries", 2, "resends with the same Idempotency-Key and body on a network error or 5xx/429")
+	retries := fs.Int("retries", 6, "resends with the same Idempotency-Key and body on a network error, a timeout or a 5xx/429")
 	timeout := fs.Duration("timeout", 5*time.Second, "per-attempt timeout")
+	backoff := fs.Duration("backoff", 100*time.Millisecond, "first pause between attempts (doubles, with jitter, up to 2s; a Retry-After of at most 5s replaces it)")
+	noRetry503 := fs.Bool("no-retry-503", false, "count a 503 that carries Retry-After as the answer instead of retrying it (overload measurements)")
+	var faults faultList
+	fs.Var(&faults, "fault", "inject a fault KIND@OFFSET (repeatable): pg-stall, omsd-kill, redis-flush, broker-restart, wms-poison")
 	paid := fs.Float64("paid-share", 0.8, "share of orders paid; the rest are submitted with payment pending")
 	hot := fs.Int("hot-skus", 20, "number of hot SKUs (the first of the catalogue); 0: none")
 	hotShare := fs.Float64("hot-share", 0.5, "share of order lines that go to hot SKUs")
@@ -204,6 +227,14 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if *rate <= 0 {
 		return errors.New("--rate must be > 0")
+	}
+	for _, f := range faults {
+		if f.Offset >= *duration {
+			return fmt.Errorf("--fault %s: the offset is not within --duration %s", f, *duration)
+		}
+	}
+	if len(faults) > 0 && (tg.ControlURL == "" || tg.ControlToken == "") {
+		return errors.New("--fault needs a stack run by 'omsd dev': its stack.env (--env) has OMS_DEV_CONTROL_URL and OMS_DEV_CONTROL_TOKEN")
 	}
 	if *paid < 0 || *paid > 1 {
 		return errors.New("--paid-share must be in [0,1]")
@@ -234,10 +265,10 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		Seed:   sf,
 		Run: loadtest.RunConfig{
 			Profile: loadtest.Profile(*profile), Rate: *rate, Duration: *duration, Workers: *workers,
-			Poisson: *poisson, Seed: *rseed, Drain: *drain, Progress: progress,
+			Poisson: *poisson, Seed: *rseed, Drain: *drain, Progress: progress, Faults: faults,
 			Mix: loadtest.MixConfig{PendingShare: 1 - *paid, HotSKUs: hotSKUs, HotShare: *hotShare, ZipfS: *zipf},
 		},
-		Client: loadtest.ClientConfig{Timeout: *timeout, Retries: *retries, MaxConns: *workers * 2},
+		Client: loadtest.ClientConfig{Timeout: *timeout, Retries: *retries, Backoff: *backoff, NoRetry503: *noRetry503, MaxConns: *workers * 2},
 		Audit:  loadtest.AuditConfig{Concurrency: *auditConc, SampleMax: *sample},
 		Settle: *settle,
 		Log:    progress,
@@ -260,8 +291,28 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 			return fmt.Errorf("%w: %s", errAuditFailed, rep.AuditError)
 		}
 		a := rep.Audit
-		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d unreadable_orders=%d unresolved_orders=%d",
-			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.OrdersUnreadable, rep.Unresolved)
+		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d gave_up_unheld=%d unreadable_orders=%d unresolved_orders=%d",
+			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.GaveUpUnheld, a.OrdersUnreadable, rep.Unresolved)
 	}
+	return nil
+}
+
+// faultList is the repeatable --fault flag.
+type faultList []loadtest.FaultSpec
+
+func (l *faultList) String() string {
+	var parts []string
+	for _, f := range *l {
+		parts = append(parts, f.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *faultList) Set(v string) error {
+	f, err := loadtest.ParseFaultSpec(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, f)
 	return nil
 }

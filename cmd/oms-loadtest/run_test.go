@@ -174,3 +174,24 @@ func TestUsageAndBadArguments(t *testing.T) {
 		})
 	}
 }
+
+func TestRunRefusesBadFaults(t *testing.T) {
+	_, env := stack(t)
+	if _, _, err := runCLI(t, "seed", "--env", env, "--skus", "5", "--nodes", "2", "--stock", "5"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--fault", "disk-full@1s"}, "unknown kind"},
+		{[]string{"--fault", "pg-stall"}, "KIND@OFFSET"},
+		{[]string{"--fault", "pg-stall@5s", "--duration", "2s"}, "not within --duration"},
+		{[]string{"--fault", "pg-stall@1s", "--duration", "2s"}, "OMS_DEV_CONTROL_URL"},
+	} {
+		_, _, err := runCLI(t, append([]string{"run", "--env", env, "--rate", "5"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}

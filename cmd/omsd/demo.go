@@ -24,8 +24,8 @@ type demoConfig struct {
 
 // runDemo seeds the running stack, runs the flash-sale profile against it,
 // prints the report and writes it as JSON and HTML under stateDir/demo.
-func runDemo(ctx context.Context, apiURL, adminKey string, brokers []string, stateDir string, dc demoConfig, out io.Writer) error {
-	target := loadtest.Target{APIURL: apiURL, AdminKey: adminKey, Brokers: brokers}
+func runDemo(ctx context.Context, apiURLs []string, adminKey string, brokers []string, stateDir string, dc demoConfig, out io.Writer) error {
+	target := loadtest.Target{APIURL: apiURLs[0], APIURLs: apiURLs, AdminKey: adminKey, Brokers: brokers}
 	client := loadtest.NewClient(target, loadtest.ClientConfig{})
 	defer client.Close()
 	fmt.Fprintf(out, "\nomsd demo: seeding %d nodes and %d SKUs (%d units per warehouse and SKU) ...\n", dc.Nodes, dc.SKUs, dc.Stock)

@@ -10,24 +10,29 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/omsd/omsd/deploy/localstack"
 	"github.com/omsd/omsd/oms/wmssim"
 )
 
-// cmdDev starts the local stack and omsd on it, writes DIR/stack.env once
-// everything answers, and on SIGINT/SIGTERM removes it and stops
+// cmdDev starts the local stack and --instances `omsd serve` processes on
+// it (children of this process, started from its own binary), writes
+// DIR/stack.env once everything answers, carries out faults on request
+// (see devfaults.go), and on SIGINT/SIGTERM removes stack.env and stops
 // everything.
 func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("omsd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", ".oms-dev", "directory for the services' data and stack.env")
-	httpAddr := fs.String("http.addr", "127.0.0.1:0", "listen address of omsd")
-	debugAddr := fs.String("debug.addr", "", "listen address of net/http/pprof (off when empty)")
+	stateDir := fs.String("state-dir", ".oms-dev", "directory for the services' data, the omsd logs and stack.env")
+	httpAddr := fs.String("http.addr", "127.0.0.1:0", "listen address of the first omsd instance (the others take free ports)")
+	instances := fs.Int("instances", 1, "number of omsd serve processes, each on its own port")
+	debugAddr := fs.String("debug.addr", "", "listen address of net/http/pprof of the first instance (off when empty)")
 	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
-	logLevel := fs.String("log.level", "info", "log level of omsd")
+	logLevel := fs.String("log.level", "info", "log level of omsd dev and the omsd instances")
 	withSim := fs.Bool("wms-sim", true, "run the warehouse simulator on the stack's broker")
 	shipAfter := fs.Duration("wms.ship-after", 2*time.Second, "simulated time from shipment request to shipment")
 	shortPick := fs.Float64("wms.short-pick-share", 0.02, "share of shipments the simulator short-picks (re-sourced by omsd)")
@@ -40,17 +45,35 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("omsd dev: unexpected arguments %q", fs.Args())
+	}
+	if *instances < 1 || *instances > 64 {
+		return errors.New("omsd dev: --instances must be in [1, 64]")
+	}
+	firstPort, err := portOf(*httpAddr)
+	if err != nil {
+		return fmt.Errorf("omsd dev: --http.addr: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("omsd dev: cannot find its own binary to start omsd serve: %w", err)
+	}
 	log := newLogger(stderr, *logLevel)
 	if err := os.MkdirAll(*stateDir, 0o755); err != nil {
 		return err
 	}
-	envPath := filepath.Join(*stateDir, "stack.env")
+	absState, err := filepath.Abs(*stateDir)
+	if err != nil {
+		return err
+	}
+	envPath := filepath.Join(absState, "stack.env")
 	_ = os.Remove(envPath)
 
 	start := time.Now()
 	fmt.Fprintln(stdout, "omsd dev: starting PostgreSQL, redis-server and the Kafka broker ...")
 	stack, err := localstack.Start(ctx, localstack.Config{
-		StateDir: *stateDir, Getenv: getenv, KafkaPersist: true, Log: log,
+		StateDir: absState, Getenv: getenv, KafkaPersist: true, Log: log,
 	})
 	if err != nil {
 		return err
@@ -63,34 +86,67 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 
 	key := make([]byte, 24)
 	_, _ = rand.Read(key)
-	var cfg config
-	cfs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfg.flagSet(cfs, func(string) string { return "" })
-	cfg.HTTPAddr = *httpAddr
-	cfg.DebugAddr = *debugAddr
-	cfg.DatabaseURL = stack.DatabaseURL()
-	cfg.RedisURL = stack.RedisURL()
-	cfg.Brokers = strings.Join(stack.Brokers(), ",")
-	cfg.AdminKey = "adm_" + hex.EncodeToString(key)
-	cfg.LogLevel = *logLevel
-
-	a, err := newApp(ctx, cfg, log)
+	adminKey := "adm_" + hex.EncodeToString(key)
+	brokers := strings.Join(stack.Brokers(), ",")
+	// The children get the settings as flags (which beat the environment)
+	// and the admin key through the environment, out of the process list.
+	childEnv := append(os.Environ(), devChildEnv+"=1", "OMS_ADMIN_KEY="+adminKey)
+	mctx, mcancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = runChild(mctx, exe, childEnv, "migrate", "--pg.url", stack.DatabaseURL())
+	mcancel()
 	if err != nil {
 		return err
 	}
-	defer a.close()
+
+	exited := make(chan instanceExit, *instances)
+	ins := make([]*instance, *instances)
+	for i := range ins {
+		port := firstPort
+		if i > 0 || port == 0 {
+			if port, err = freeLoopbackPort(); err != nil {
+				return err
+			}
+		}
+		args := []string{"serve", "--http.addr", "127.0.0.1:" + strconv.Itoa(port),
+			"--pg.url", stack.DatabaseURL(), "--redis.url", stack.RedisURL(), "--kafka.brokers", brokers,
+			"--log.level", *logLevel, "--migrate=false"}
+		if i == 0 && *debugAddr != "" {
+			args = append(args, "--debug.addr", *debugAddr)
+		}
+		ins[i] = &instance{idx: i, port: port, exe: exe, args: args, env: childEnv,
+			logPath: filepath.Join(absState, fmt.Sprintf("omsd-%d.log", i)), log: log, exited: exited}
+	}
+	defer func() {
+		if err := stopAll(ins); err != nil {
+			log.Error("stopping omsd serve", "err", err)
+		}
+	}()
+	rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
+	var wg sync.WaitGroup
+	readyErrs := make([]error, len(ins))
+	for i, in := range ins {
+		if err := in.start(); err != nil {
+			rcancel()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readyErrs[i] = in.waitReady(rctx)
+		}()
+	}
+	wg.Wait()
+	rcancel()
+	if err := errors.Join(readyErrs...); err != nil {
+		return err
+	}
+	urls := make([]string, len(ins))
+	for i, in := range ins {
+		urls[i] = in.URL()
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 1)
-	urlc := make(chan string, 1)
-	go func() { errc <- a.run(runCtx, func(u string) { urlc <- u }) }()
-	var apiURL string
-	select {
-	case apiURL = <-urlc:
-	case err := <-errc:
-		return err
-	}
 	simDone := make(chan error, 1)
 	if *withSim {
 		go func() {
@@ -106,24 +162,46 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			log.Error("warehouse simulator", "err", err)
 		}
 	}()
-	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_KAFKA_BROKERS=%s\n",
-		apiURL, cfg.AdminKey, cfg.DatabaseURL, cfg.RedisURL, cfg.Brokers)
+
+	faults := newFaultController(stack, ins, defaultFaultTimes, log)
+	defer faults.close()
+	controlURL, err := faults.serve(runCtx)
+	if err != nil {
+		return err
+	}
+
+	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_API_URLS=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_KAFKA_BROKERS=%s\nOMS_DEV_CONTROL_URL=%s\nOMS_DEV_CONTROL_TOKEN=%s\n",
+		urls[0], strings.Join(urls, ","), adminKey, stack.DatabaseURL(), stack.RedisURL(), brokers, controlURL, faults.token)
 	if err := os.WriteFile(envPath, []byte(env), 0o600); err != nil {
 		return err
 	}
 	defer os.Remove(envPath)
-	fmt.Fprintf(stdout, "omsd dev: ready in %s\n%s\nomsd dev: settings written to %s; Ctrl-C stops everything\n",
-		time.Since(start).Round(time.Millisecond), env, envPath)
+	fmt.Fprintf(stdout, "omsd dev: ready in %s (%d omsd serve instance(s), logs in %s/omsd-N.log)\n%s\nomsd dev: settings written to %s; Ctrl-C stops everything\n",
+		time.Since(start).Round(time.Millisecond), len(ins), absState, env, envPath)
 
+	wait := func() error {
+		select {
+		case <-runCtx.Done():
+			return nil
+		case e := <-exited:
+			return fmt.Errorf("omsd serve instance %d exited unexpectedly: %v; last lines of %s:\n%s", e.idx, e.err, e.logPath, tail(e.logPath, 20))
+		}
+	}
 	if *demo {
-		err := runDemo(runCtx, apiURL, cfg.AdminKey, stack.Brokers(), *stateDir, dc, stdout)
-		cancel()
-		if rerr := <-errc; rerr != nil && err == nil {
-			err = rerr
+		demoDone := make(chan error, 1)
+		go func() {
+			demoDone <- runDemo(runCtx, urls, adminKey, stack.Brokers(), absState, dc, stdout)
+		}()
+		select {
+		case err = <-demoDone:
+		case e := <-exited:
+			cancel()
+			<-demoDone
+			err = fmt.Errorf("omsd serve instance %d exited unexpectedly: %v; last lines of %s:\n%s", e.idx, e.err, e.logPath, tail(e.logPath, 20))
 		}
 		return err
 	}
-	err = <-errc
+	err = wait()
 	fmt.Fprintln(stdout, "omsd dev: stopped")
 	return err
 }

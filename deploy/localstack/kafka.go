@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -35,14 +38,41 @@ type KafkaConfig struct {
 
 // Kafka is franz-go's kfake broker, reached over TCP like any broker.
 type Kafka struct {
-	cluster *kfake.Cluster
+	cfg     KafkaConfig
+	addrs   []string
+	ports   []int
+	mu      sync.Mutex
+	cluster *kfake.Cluster // nil while stopped
 }
 
-// Brokers are the host:port addresses of the broker.
-func (k *Kafka) Brokers() []string { return k.cluster.ListenAddrs() }
+// Brokers are the host:port addresses of the broker (the same after a
+// Stop and Start).
+func (k *Kafka) Brokers() []string { return append([]string(nil), k.addrs...) }
 
-// Cluster exposes the fake for fault injection in tests.
-func (k *Kafka) Cluster() *kfake.Cluster { return k.cluster }
+// Cluster exposes the fake for fault injection in tests (nil while
+// stopped).
+func (k *Kafka) Cluster() *kfake.Cluster {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cluster
+}
+
+func (k *Kafka) opts() []kfake.Opt {
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.SeedTopics(k.cfg.Partitions, k.cfg.Topics...),
+		kfake.DefaultNumPartitions(int(k.cfg.Partitions)),
+		kfake.AllowAutoTopicCreation(),
+		kfake.GroupMinSessionTimeout(time.Second),
+	}
+	if k.cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(k.cfg.DataDir))
+		if k.cfg.SyncWrites {
+			opts = append(opts, kfake.SyncWrites())
+		}
+	}
+	return opts
+}
 
 // StartKafka starts the in-process broker on a free loopback port and waits
 // until it accepts connections.
@@ -56,24 +86,22 @@ func StartKafka(ctx context.Context, cfg KafkaConfig, log *slog.Logger) (*Kafka,
 	if len(cfg.Topics) == 0 {
 		cfg.Topics = Topics
 	}
-	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.SeedTopics(cfg.Partitions, cfg.Topics...),
-		kfake.DefaultNumPartitions(int(cfg.Partitions)),
-		kfake.AllowAutoTopicCreation(),
-		kfake.GroupMinSessionTimeout(time.Second),
-	}
-	if cfg.DataDir != "" {
-		opts = append(opts, kfake.DataDir(cfg.DataDir))
-		if cfg.SyncWrites {
-			opts = append(opts, kfake.SyncWrites())
-		}
-	}
-	c, err := kfake.NewCluster(opts...)
+	k := &Kafka{cfg: cfg}
+	c, err := kfake.NewCluster(k.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("localstack: kafka broker: %w", err)
 	}
-	k := &Kafka{cluster: c}
+	k.cluster = c
+	k.addrs = c.ListenAddrs()
+	for _, a := range k.addrs {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("localstack: kafka broker address %q: %w", a, err)
+		}
+		n, _ := strconv.Atoi(port)
+		k.ports = append(k.ports, n)
+	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, a := range k.Brokers() {
@@ -88,8 +116,8 @@ func StartKafka(ctx context.Context, cfg KafkaConfig, log *slog.Logger) (*Kafka,
 
 // Close stops the broker (flushing its log when it has a DataDir).
 func (k *Kafka) Close() error {
-	if k != nil && k.cluster != nil {
-		k.cluster.Close()
+	if k == nil {
+		return nil
 	}
-	return nil
+	return k.Stop()
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +27,9 @@ type Postgres struct {
 	proc    *child
 	tmpRoot string // a fallback directory we created and must remove
 	log     *slog.Logger
+
+	pauseMu sync.Mutex
+	paused  bool
 }
 
 // URL is the connection string of the postgres database as the postgres
@@ -179,6 +183,9 @@ func (p *Postgres) waitReady(ctx context.Context) error {
 func (p *Postgres) Close() error {
 	var err error
 	if p.proc != nil {
+		p.pauseMu.Lock()
+		_ = p.resumeLocked() // a stopped server cannot shut down
+		p.pauseMu.Unlock()
 		// SIGINT is the fast shutdown: roll back sessions, checkpoint, exit.
 		err = p.proc.stop(syscall.SIGINT, 20*time.Second)
 	}

@@ -73,9 +73,15 @@ type order struct {
 }
 
 type shipment struct {
-	ID     string `json:"id"`
-	NodeID string `json:"node_id"`
-	Status string `json:"status"`
+	ID     string         `json:"id"`
+	NodeID string         `json:"node_id"`
+	Status string         `json:"status"`
+	Lines  []shipmentLine `json:"lines"`
+}
+
+type shipmentLine struct {
+	SKU string `json:"sku"`
+	Qty int64  `json:"qty"`
 }
 
 type idem struct {
@@ -311,6 +317,23 @@ func (s *Server) postOrder(w http.ResponseWriter, channel, idemKey string, body 
 		t := time.Now().Add(15 * time.Minute).UTC()
 		o.ReservedUntil = &t
 	}
+	shipStatus := "requested"
+	if o.Status == "pending_payment" {
+		shipStatus = "pending"
+	}
+	for _, a := range allocs { // one shipment per node, in allocation order
+		var sh *shipment
+		for i := range o.Shipments {
+			if o.Shipments[i].NodeID == a.node {
+				sh = &o.Shipments[i]
+			}
+		}
+		if sh == nil {
+			o.Shipments = append(o.Shipments, shipment{ID: fmt.Sprintf("%s-S%d", o.ID, len(o.Shipments)+1), NodeID: a.node, Status: shipStatus})
+			sh = &o.Shipments[len(o.Shipments)-1]
+		}
+		sh.Lines = append(sh.Lines, shipmentLine{SKU: a.sku, Qty: a.qty})
+	}
 	s.orders[o.ID] = o
 	s.byExt[channel+"/"+in.ExternalID] = o.ID
 	if idemKey != "" {
@@ -389,6 +412,9 @@ func (s *Server) ShipReleased() {
 			l.reserved -= a.qty
 		}
 		o.Status = "shipped"
+		for i := range o.Shipments {
+			o.Shipments[i].Status = "shipped"
+		}
 	}
 }
 
@@ -404,6 +430,9 @@ func (s *Server) ExpirePending(release bool) {
 		if release {
 			for _, a := range o.allocs {
 				s.stock[stockKey{a.node, a.sku}].reserved -= a.qty
+			}
+			for i := range o.Shipments {
+				o.Shipments[i].Status = "cancelled"
 			}
 		}
 		o.Status = "expired"
@@ -427,4 +456,19 @@ func (s *Server) AdjustReserved(node, sku string, delta int64) {
 	if l := s.stock[stockKey{node, sku}]; l != nil {
 		l.reserved += delta
 	}
+}
+
+// StripShipments keeps the order but releases its reservation and drops
+// its shipments: an order stored without its stock.
+func (s *Server) StripShipments(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[id]
+	if !ok {
+		return
+	}
+	for _, a := range o.allocs {
+		s.stock[stockKey{a.node, a.sku}].reserved -= a.qty
+	}
+	o.allocs, o.Shipments = nil, []shipment{}
 }
