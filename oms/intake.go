@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,11 +42,14 @@ type IntakeConfig struct {
 	// SettleTimeout bounds the work after the commit (settling an unclear
 	// outcome, giving back holds and limits); default 10s.
 	SettleTimeout time.Duration
-	// MaxInFlight is the admission budget: orders being taken at once on
-	// this instance. Past it an order is answered 503 overloaded at once,
-	// before any work, so that accepted orders keep their latency;
-	// default 256.
-	MaxInFlight int
+	// LatencyBudget is the admission budget: the orders in progress on this
+	// instance are kept to measured throughput × LatencyBudget (so the mean
+	// time inside stays near it). Past that an order is answered 503
+	// overloaded at once, before any work, so that accepted orders keep
+	// their latency; default 50ms.
+	LatencyBudget time.Duration
+	// MinInFlight and MaxInFlight bound that limit; defaults 32 and 1024.
+	MinInFlight, MaxInFlight int
 	// Review tunes the built-in review checks.
 	Review ReviewConfig
 	// Registerer receives the metrics; nil: none.
@@ -62,7 +64,9 @@ func (c *IntakeConfig) setDefaults() {
 	c.HoldGrace = cmpOr(c.HoldGrace, 5*time.Minute)
 	c.MaxPlanAttempts = cmpOr(c.MaxPlanAttempts, 4)
 	c.SettleTimeout = cmpOr(c.SettleTimeout, 10*time.Second)
-	c.MaxInFlight = cmpOr(c.MaxInFlight, 256)
+	c.LatencyBudget = cmpOr(c.LatencyBudget, 50*time.Millisecond)
+	c.MinInFlight = cmpOr(c.MinInFlight, 32)
+	c.MaxInFlight = cmpOr(c.MaxInFlight, 1024)
 	c.Review.setDefaults()
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -74,7 +78,7 @@ func (c *IntakeConfig) setDefaults() {
 
 // Validate reports a configuration that cannot work.
 func (c IntakeConfig) Validate() error {
-	if c.PaymentTimeout < 0 || c.HoldGrace < 0 || c.MaxPlanAttempts < 0 || c.SettleTimeout < 0 || c.MaxInFlight < 0 {
+	if c.PaymentTimeout < 0 || c.HoldGrace < 0 || c.MaxPlanAttempts < 0 || c.SettleTimeout < 0 || c.MaxInFlight < 0 || c.MinInFlight < 0 || c.LatencyBudget < 0 {
 		return errors.New("oms: intake settings must not be negative")
 	}
 	return nil
@@ -108,7 +112,7 @@ type Intake struct {
 	store     OrderStore
 	log       *slog.Logger
 	flight    singleflight.Group
-	inflight  atomic.Int64
+	admit     *admission
 	m         intakeMetrics
 }
 
@@ -124,7 +128,8 @@ func NewIntake(cfg IntakeConfig, d IntakeDeps) (*Intake, error) {
 	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, recent: d.Recent,
 		committer: d.Committer, store: d.Store, log: cfg.Log,
 		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Log: cfg.Log},
-		limits: &limitTaker{limits: d.Limits, catalog: d.Catalog, log: cfg.Log, timeout: cfg.SettleTimeout}}
+		limits: &limitTaker{limits: d.Limits, catalog: d.Catalog, log: cfg.Log, timeout: cfg.SettleTimeout},
+		admit:  newAdmission(cfg.LatencyBudget, cfg.MinInFlight, cfg.MaxInFlight)}
 	var err error
 	if in.m, err = newIntakeMetrics(cfg.Registerer); err != nil {
 		return nil, err
@@ -154,11 +159,10 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 		in.m.latency.Observe(time.Since(start).Seconds())
 		in.m.outcomes.WithLabelValues(channel, outcomeLabel(res, err)).Inc()
 	}()
-	if n := in.inflight.Add(1); n > int64(in.cfg.MaxInFlight) {
-		in.inflight.Add(-1)
+	if !in.admit.enter(start) {
 		return res, ErrOverloaded
 	}
-	defer in.inflight.Add(-1)
+	defer in.admit.leave()
 
 	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: in.cfg.Now()}
 	if err := RunChecks(in.Checks, ci); err != nil {

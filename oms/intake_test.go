@@ -367,7 +367,7 @@ func TestCommitterFlushesWhatIsQueuedWhenStopped(t *testing.T) {
 }
 
 func TestIntakePastItsAdmissionBudgetAnswersOverloadedAtOnce(t *testing.T) {
-	fx := newIntake(t, map[string]int64{"A/SKU-1": 10}, func(c *oms.IntakeConfig) { c.MaxInFlight = 1 })
+	fx := newIntake(t, map[string]int64{"A/SKU-1": 10}, func(c *oms.IntakeConfig) { c.MinInFlight, c.MaxInFlight = 1, 1 })
 	g := newStall()
 	fx.orders.BeforeCommit = g.hold
 	done := make(chan error, 1)
