@@ -1118,10 +1118,15 @@ func (h *harness) wipe(node string) {
 	}
 }
 
-// once returns f wrapped to run only on its first call.
+// once returns f wrapped to run only on its first call; a call from
+// inside f (a nested ledger read) does not wait for it.
 func once(f func()) func() {
-	var o sync.Once
-	return func() { o.Do(f) }
+	var done atomic.Bool
+	return func() {
+		if done.CompareAndSwap(false, true) {
+			f()
+		}
+	}
 }
 
 // testReconcileShippedHold: the shipment was booked in SQL (on hand
