@@ -33,13 +33,19 @@
 // # Rebuild and reconciliation
 //
 // The SQL ledger is the truth (Ledger, implemented by oms/pgstore).
-// Rebuild fences the nodes, reads the ledger and restores every counter and
-// hold of each node atomically before marking it ready. NotReadyNodes finds
-// nodes that need it. A Reconciler compares ready nodes with the ledger and
-// repairs drift (see DriftKind): a store hold that the ledger lacks is only
-// an orphan after a grace period, because intake reserves before its SQL
-// commit; a ledger hold missing from the store is re-added; on hand is
-// repaired only when the same difference is seen in two consecutive passes.
+// Rebuild takes a lease on each node and fences it, reads the ledger and
+// restores every counter and hold atomically before marking it ready under
+// a new epoch. It keeps the store's holds the ledger does not know yet
+// (reserved before the fence, committed to SQL after the read) and gives
+// unpaid holds the ledger's deadline plus a grace. RebuildNotReady rebuilds
+// the nodes NotReadyNodes finds, leaving alone those another process is
+// rebuilding or has rebuilt since. A Reconciler compares ready nodes with
+// the ledger and repairs drift (see DriftKind): a store hold the ledger
+// shipped is committed; one it closed is released; one it does not know is
+// only an orphan after a grace period, because intake reserves before its
+// SQL commit; a ledger hold missing from the store is re-added if it fits
+// under on hand, else reported (ReconcilerConfig.OnUnfitHold); on hand is
+// repaired by the difference left once those commits are counted.
 //
 // # Purchase limits
 //

@@ -17,9 +17,11 @@ type DriftKind string
 
 // The kinds of drift Reconcile finds. The comment says how it repairs each.
 const (
-	// DriftOnHand: on hand differs from the ledger. Set to the ledger's
-	// value when the same difference is seen in two consecutive passes (a
-	// shipment recorded on one side only a moment ago is not drift).
+	// DriftOnHand: on hand differs from the ledger once the store's holds
+	// that the ledger has shipped are counted as committed. Repaired in the
+	// same pass by the difference (RepairStock), which stays right however
+	// many shipments run meanwhile; an absolute snapshot (SetStock) in
+	// between makes the repair wait for the next pass.
 	DriftOnHand DriftKind = "on_hand"
 	// DriftSafety: safety stock differs; repaired like on hand.
 	DriftSafety DriftKind = "safety"
@@ -27,13 +29,25 @@ const (
 	// store's own open holds (a partial loss). Adjusted at once: the
 	// snapshot is atomic, so this is never a transient.
 	DriftReserved DriftKind = "reserved"
-	// DriftOrphanHold: a hold open in the store that the ledger lacks, older
-	// than the grace period: its order never committed. Released (the
-	// stock-leak repair). Younger ones are in flight and left alone.
+	// DriftOrphanHold: a hold open in the store that no open shipment of
+	// the ledger owns and that did not ship. Released: at once when the
+	// ledger has its shipment closed (cancelled, rejected, expired); after
+	// the grace period when the ledger does not know it (its order never
+	// committed; younger ones are in flight and left alone).
 	DriftOrphanHold DriftKind = "orphan_hold"
+	// DriftShippedHold: a hold open in the store whose shipment the ledger
+	// has shipped (the store's Commit failed or is on its way). Committed
+	// at once: reserved and on hand both drop, as the ledger's did.
+	DriftShippedHold DriftKind = "shipped_hold"
 	// DriftMissingHold: a hold the ledger has open and the store lost.
-	// Re-added, reserving its lines.
+	// Re-added, reserving its lines, if they fit under on hand.
 	DriftMissingHold DriftKind = "missing_hold"
+	// DriftUnfitHold: a hold the ledger has open and the store lost, whose
+	// lines no longer fit under on hand (the stock was sold again while it
+	// was missing). Nothing is reserved, so reserved never passes on hand;
+	// ReconcilerConfig.OnUnfitHold is told so that the order owning the
+	// hold goes on review. Each pass tries the restore again.
+	DriftUnfitHold DriftKind = "unfit_hold"
 	// DriftClosedHold: a hold the ledger has open and the store has closed
 	// (released, committed or expired). Reported only: which side is right
 	// is the order's business, and the store's answer already reached it.
@@ -65,18 +79,37 @@ type ReconcileReport struct {
 
 // ReconcilerConfig configures a Reconciler. The zero value means defaults.
 type ReconcilerConfig struct {
-	// Grace is how old a store hold missing from the ledger must be before
+	// Grace is how old a store hold unknown to the ledger must be before
 	// it is released as an orphan; default 5 minutes. Intake reserves before
 	// its SQL commit, so it must exceed the longest intake (with retries).
 	Grace time.Duration
+	// HoldGrace is added to the ledger's deadline of an unpaid hold when a
+	// rebuild or a re-add writes it to the store; default DefaultHoldGrace.
+	// Use the intake's (oms.IntakeConfig.HoldGrace): a restored hold then
+	// expires no sooner than the one intake wrote.
+	HoldGrace time.Duration
 	// Settle is how long Rebuild waits between fencing the nodes and reading
-	// the ledger, so that intakes that reserved just before the loss finish
+	// the ledger, so that intakes that reserved just before a loss finish
 	// their SQL commit; default 2 s; negative means no wait.
 	Settle time.Duration
+	// RebuildLease bounds how long one rebuild holds a node (another
+	// process takes over a node whose rebuild died after that); default
+	// DefaultRebuildLease. It must exceed Settle plus the ledger read.
+	RebuildLease time.Duration
 	// Interval is the period of Run's full comparison; default 30 s.
 	Interval time.Duration
 	// ReadyEvery is the period of Run's ready check; default 2 s.
 	ReadyEvery time.Duration
+	// OnUnfitHold is called when a hold that the ledger has open was lost
+	// by the store and cannot be restored because its lines no longer fit
+	// under on hand (DriftUnfitHold): nothing was reserved for it, so the
+	// order owning the hold (holdID is its shipment id) must be put on
+	// review by the order domain. It is called once per hold for as long as
+	// the hold stays unfit, until it returns nil; an error is logged and
+	// the call repeated at the next pass. It must be idempotent (several
+	// processes reconcile) and should return quickly. Nil: the drift is
+	// only reported, logged and counted.
+	OnUnfitHold func(ctx context.Context, node, holdID string) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger gets one line per drift and per rebuild (ids only, no customer
@@ -90,8 +123,14 @@ func (c *ReconcilerConfig) setDefaults() {
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Minute
 	}
+	if c.HoldGrace == 0 {
+		c.HoldGrace = DefaultHoldGrace
+	}
 	if c.Settle == 0 {
 		c.Settle = 2 * time.Second
+	}
+	if c.RebuildLease == 0 {
+		c.RebuildLease = DefaultRebuildLease
 	}
 	if c.Interval == 0 {
 		c.Interval = 30 * time.Second
@@ -109,16 +148,19 @@ func (c *ReconcilerConfig) setDefaults() {
 
 // Validate checks the configuration after defaults.
 func (c ReconcilerConfig) Validate() error {
-	if c.Grace < 0 || c.Interval < 0 {
-		return fmt.Errorf("%w: negative grace %v or interval %v", ErrInvalid, c.Grace, c.Interval)
+	if c.Grace < 0 || c.Interval < 0 || c.HoldGrace < 0 {
+		return fmt.Errorf("%w: negative grace %v, hold grace %v or interval %v", ErrInvalid, c.Grace, c.HoldGrace, c.Interval)
+	}
+	if c.RebuildLease <= max(c.Settle, 0) {
+		return fmt.Errorf("%w: rebuild lease %v not above settle %v", ErrInvalid, c.RebuildLease, c.Settle)
 	}
 	return nil
 }
 
 // Reconciler compares the store with the ledger and repairs the drift, and
-// rebuilds nodes that are not ready. It remembers the counter drift of the
-// previous pass (on hand is repaired only when seen twice), so keep one
-// Reconciler per process and call Reconcile from one goroutine at a time.
+// rebuilds nodes that are not ready. Several processes may each run one on
+// the same store and ledger: every repair is conditional or exactly once,
+// and rebuilds take a lease. Call Reconcile from one goroutine at a time.
 type Reconciler struct {
 	ledger Ledger
 	store  Rebuildable
@@ -126,12 +168,9 @@ type Reconciler struct {
 	m      *reconcileMetrics
 
 	mu sync.Mutex
-	// prev is what the last pass saw of each drifting key: the store's on
-	// hand and safety and the ledger's. A drift is repaired only when the
-	// next pass sees exactly the same four numbers: nothing moved on either
-	// side in between, so no write in flight (a shipment booked in SQL
-	// whose Redis commit is on its way) can explain it.
-	prev map[Key][4]int64
+	// unfit are the unfit holds already counted, true once OnUnfitHold
+	// accepted them; forgotten once the hold fits or leaves the ledger.
+	unfit map[HoldRef]bool
 }
 
 // NewReconciler returns a Reconciler. Errors: ErrInvalid for a bad config,
@@ -145,12 +184,10 @@ func NewReconciler(ledger Ledger, store Rebuildable, cfg ReconcilerConfig) (*Rec
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{ledger: ledger, store: store, cfg: cfg, m: m, prev: map[Key][4]int64{}}, nil
+	return &Reconciler{ledger: ledger, store: store, cfg: cfg, m: m, unfit: map[HoldRef]bool{}}, nil
 }
 
-// Reconcile runs one pass with the default configuration. With no memory of
-// a previous pass it reports on-hand and safety drift without repairing it;
-// use a long-lived Reconciler for that.
+// Reconcile runs one pass with the default configuration.
 func Reconcile(ctx context.Context, ledger Ledger, store Rebuildable) (ReconcileReport, error) {
 	r, err := NewReconciler(ledger, store, ReconcilerConfig{})
 	if err != nil {
@@ -159,23 +196,40 @@ func Reconcile(ctx context.Context, ledger Ledger, store Rebuildable) (Reconcile
 	return r.Reconcile(ctx)
 }
 
-// Rebuild rebuilds the given nodes (all ledger nodes when none), waiting
-// Settle between fencing and reading the ledger. See the package function.
+func (r *Reconciler) opts(ifNotReady bool) rebuildOpts {
+	return rebuildOpts{settle: max(r.cfg.Settle, 0), holdGrace: r.cfg.HoldGrace, lease: r.cfg.RebuildLease,
+		ifNotReady: ifNotReady, log: r.cfg.Logger}
+}
+
+// Rebuild rebuilds the given nodes (all ledger nodes when none), ready or
+// not, waiting Settle between fencing and reading the ledger. See the
+// package function.
 func (r *Reconciler) Rebuild(ctx context.Context, nodes ...string) error {
-	settle := r.cfg.Settle
-	if settle < 0 {
-		settle = 0
+	_, err := r.rebuild(ctx, false, nodes)
+	return err
+}
+
+func (r *Reconciler) rebuild(ctx context.Context, ifNotReady bool, nodes []string) ([]string, error) {
+	done, err := rebuild(ctx, r.ledger, r.store, r.opts(ifNotReady), nodes)
+	if len(done) > 0 {
+		r.m.rebuilds.WithLabelValues("ok").Add(float64(len(done)))
 	}
-	err := rebuild(ctx, r.ledger, r.store, settle, r.cfg.Logger, nodes)
 	if err != nil {
 		r.m.rebuilds.WithLabelValues("error").Inc()
-		return err
 	}
-	r.m.rebuilds.WithLabelValues("ok").Inc()
-	r.mu.Lock()
-	r.prev = map[Key][4]int64{} // the rebuilt counters start afresh
-	r.mu.Unlock()
-	return nil
+	return done, err
+}
+
+// RebuildNotReady rebuilds the nodes that are not ready and returns those
+// it rebuilt; see the package function: nodes another process is
+// rebuilding, or rebuilt since they were seen not ready, are left alone.
+func (r *Reconciler) RebuildNotReady(ctx context.Context) ([]string, error) {
+	nodes, err := r.NotReadyNodes(ctx)
+	if err != nil || len(nodes) == 0 {
+		return nil, err
+	}
+	r.cfg.Logger.Warn("inventory: nodes not ready, rebuilding from the ledger", "nodes", nodes)
+	return r.rebuild(ctx, true, nodes)
 }
 
 // NotReadyNodes returns the nodes that need a rebuild and updates the
@@ -216,75 +270,43 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // readyCheck rebuilds the nodes that are not ready.
 func (r *Reconciler) readyCheck(ctx context.Context) bool {
-	log := r.cfg.Logger
-	nodes, err := r.NotReadyNodes(ctx)
-	if err != nil {
-		log.Error("inventory: ready check failed", "err", err)
+	if _, err := r.RebuildNotReady(ctx); err != nil {
+		r.cfg.Logger.Error("inventory: rebuild of not-ready nodes failed", "err", err)
 		return false
-	}
-	if len(nodes) > 0 {
-		log.Warn("inventory: nodes not ready, rebuilding from the ledger", "nodes", nodes)
-		if err := r.Rebuild(ctx, nodes...); err != nil {
-			log.Error("inventory: rebuild failed", "err", err)
-		}
 	}
 	return true
 }
 
 func (r *Reconciler) tick(ctx context.Context) {
-	log := r.cfg.Logger
 	if !r.readyCheck(ctx) {
 		return
 	}
 	if _, err := r.Reconcile(ctx); err != nil {
-		log.Error("inventory: reconcile failed", "err", err)
+		r.cfg.Logger.Error("inventory: reconcile failed", "err", err)
 	}
 }
 
 // Reconcile compares every ready node with the ledger, repairs what it may
 // (see DriftKind) and reports every drift found. Nodes that are not ready
 // are skipped and listed: they need a rebuild, not a repair.
+//
+// The store is read before the ledger. Every write but a reservation
+// reaches SQL before the store, so whatever the snapshot shows done is in
+// the ledger read that follows; what the snapshot shows open and the
+// ledger shows shipped is a commit the store still owes, and the pass
+// makes it. A reservation reaches the store first: a store hold the
+// ledger does not know is in flight until it is older than Grace.
 func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var rep ReconcileReport
-	// The ledger is read before the store: a hold committed to SQL after
-	// this read is in the store already (intake reserves first), and one
-	// reserved after it is younger than start, hence inside the grace.
 	start := r.cfg.Now()
 	nodes, err := allNodes(ctx, r.ledger, r.store)
 	if err != nil {
 		return rep, err
 	}
-	rows, err := r.ledger.Stock(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("inventory: reconcile: ledger stock: %w", err)
-	}
-	holds, err := r.ledger.OpenHolds(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("inventory: reconcile: ledger holds: %w", err)
-	}
-	rowsBy := make(map[string]map[string]StockRow)
-	for _, row := range rows {
-		if rowsBy[row.Node] == nil {
-			rowsBy[row.Node] = map[string]StockRow{}
-		}
-		rowsBy[row.Node][row.SKU] = row
-	}
-	holdsBy := make(map[string]map[string]Hold)
-	for _, h := range holds {
-		nh, err := NormalizeHold(h)
-		if err != nil {
-			return rep, fmt.Errorf("inventory: reconcile: ledger hold %q: %w", h.ID, err)
-		}
-		if holdsBy[h.Node] == nil {
-			holdsBy[h.Node] = map[string]Hold{}
-		}
-		holdsBy[h.Node][h.ID] = nh
-	}
-	next := map[Key][4]int64{}
-	drifting := map[Key]bool{}
 	var errs []error
+	var snaps []NodeSnapshot
 	for _, node := range nodes {
 		snap, err := r.store.Snapshot(ctx, node)
 		if err != nil {
@@ -295,14 +317,62 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			rep.NotReady = append(rep.NotReady, node)
 			continue
 		}
+		snaps = append(snaps, snap)
+	}
+	state, err := r.ledger.State(ctx)
+	if err != nil {
+		return rep, errors.Join(append(errs, fmt.Errorf("inventory: reconcile: ledger: %w", err))...)
+	}
+	rowsBy := make(map[string]map[string]StockRow)
+	for _, row := range state.Stock {
+		if rowsBy[row.Node] == nil {
+			rowsBy[row.Node] = map[string]StockRow{}
+		}
+		rowsBy[row.Node][row.SKU] = row
+	}
+	holdsBy := make(map[string]map[string]Hold)
+	open := map[HoldRef]bool{}
+	for _, h := range state.Holds {
+		nh, err := NormalizeHold(h)
+		if err != nil {
+			return rep, fmt.Errorf("inventory: reconcile: ledger hold %q: %w", h.ID, err)
+		}
+		if holdsBy[h.Node] == nil {
+			holdsBy[h.Node] = map[string]Hold{}
+		}
+		holdsBy[h.Node][h.ID] = nh
+		open[HoldRef{h.Node, h.ID}] = true
+	}
+	// What the ledger knows of the store holds no open shipment owns.
+	var ask []HoldRef
+	for _, snap := range snaps {
+		for _, h := range snap.Holds {
+			if ref := (HoldRef{snap.Node, h.ID}); !open[ref] {
+				ask = append(ask, ref)
+			}
+		}
+	}
+	fates := map[HoldRef]HoldState{}
+	if len(ask) > 0 {
+		if fates, err = r.ledger.HoldStates(ctx, ask); err != nil {
+			return rep, errors.Join(append(errs, fmt.Errorf("inventory: reconcile: ledger hold states: %w", err))...)
+		}
+	}
+	drifting := map[Key]bool{}
+	stillUnfit := map[HoldRef]bool{}
+	for _, snap := range snaps {
 		rep.Nodes++
-		ds, err := r.reconcileNode(ctx, snap, rowsBy[node], holdsBy[node], start, next, drifting)
+		ds, err := r.reconcileNode(ctx, snap, rowsBy[snap.Node], holdsBy[snap.Node], fates, start, drifting, stillUnfit)
 		rep.Drifts = append(rep.Drifts, ds...)
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	r.prev = next
+	for ref := range r.unfit {
+		if !stillUnfit[ref] {
+			delete(r.unfit, ref)
+		}
+	}
 	for _, d := range rep.Drifts {
 		r.m.found.WithLabelValues(string(d.Kind)).Inc()
 		if diff := d.Store - d.Ledger; diff != 0 {
@@ -319,14 +389,16 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 }
 
 func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows map[string]StockRow,
-	lholds map[string]Hold, start time.Time, next map[Key][4]int64, drifting map[Key]bool) ([]Drift, error) {
+	lholds map[string]Hold, fates map[HoldRef]HoldState, start time.Time, drifting map[Key]bool,
+	stillUnfit map[HoldRef]bool) ([]Drift, error) {
 	node := snap.Node
 	var out []Drift
 	var errs []error
 
 	// The reserved counter against the store's own open holds, from the
 	// same atomic snapshot. Every later operation moves both by the same
-	// amount, so adding the difference stays right whatever runs meanwhile.
+	// amount, so adding the difference stays right whatever runs meanwhile
+	// (unless a rebuild replaced the counters: the epoch says so).
 	sum := map[string]int64{}
 	for _, h := range snap.Holds {
 		for _, l := range h.Lines {
@@ -356,16 +428,21 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 			continue
 		}
 		d := Drift{Kind: DriftReserved, Node: node, SKU: sku, Store: got, Ledger: sum[sku]}
-		if err := r.store.AdjustReserved(ctx, node, sku, sum[sku]-got); err != nil {
+		applied, err := r.store.AdjustReserved(ctx, node, sku, snap.Epoch, sum[sku]-got)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("inventory: reconcile %s/%s: adjust reserved: %w", node, sku, err))
-		} else {
-			d.Repaired = true
 		}
+		d.Repaired = applied
 		drifting[Key{node, sku}] = true
 		out = append(out, d)
 	}
 
-	// Holds in the store that the ledger lacks.
+	// Holds in the store that no open shipment owns: shipped ones are
+	// committed, the others released (unknown ones after the grace).
+	// shipped counts, per SKU, the units of holds that were open in the
+	// snapshot and are committed since (by this pass or by their owner):
+	// on hand in the store has dropped by them after the snapshot.
+	shipped := map[string]int64{}
 	shold := map[string]StoredHold{}
 	cutoff := start.Add(-r.cfg.Grace)
 	for _, h := range snap.Holds {
@@ -373,7 +450,28 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 		if _, ok := lholds[h.ID]; ok {
 			continue
 		}
-		if h.Created.After(cutoff) {
+		fate, known := fates[HoldRef{node, h.ID}]
+		switch {
+		case known && fate == HoldOpen:
+			continue // committed to SQL after the ledger's open holds were read
+		case known && fate == HoldCommitted:
+			d := Drift{Kind: DriftShippedHold, Node: node, HoldID: h.ID, Store: Units(h.Lines)}
+			committed, err := r.store.Commit(ctx, node, h.ID)
+			switch {
+			case err == nil:
+				d.Repaired = committed
+				for _, l := range h.Lines {
+					shipped[l.SKU] += l.Qty
+				}
+			case errors.Is(err, ErrHoldClosed) || errors.Is(err, ErrUnknownHold):
+				// Released meanwhile: on hand did not drop; the on-hand
+				// repair below books the shipment.
+			default:
+				errs = append(errs, fmt.Errorf("inventory: reconcile %s: commit shipped %q: %w", node, h.ID, err))
+			}
+			out = append(out, d)
+			continue
+		case !known && h.Created.After(cutoff):
 			continue // in flight: intake has not committed it to SQL yet
 		}
 		d := Drift{Kind: DriftOrphanHold, Node: node, HoldID: h.ID, Store: Units(h.Lines)}
@@ -395,11 +493,16 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 		sh, ok := shold[id]
 		if !ok {
 			d := Drift{Kind: DriftMissingHold, Node: node, HoldID: id, Ledger: Units(lh.Lines)}
-			restored, err := r.store.RestoreHold(ctx, lh)
+			add := lh
+			add.Deadline = storeDeadline(lh.Deadline, r.cfg.HoldGrace)
+			restored, err := r.store.RestoreHold(ctx, add)
 			var closed *HoldClosedError
 			switch {
 			case errors.As(err, &closed):
 				d.Kind = DriftClosedHold
+			case errors.Is(err, ErrInsufficient):
+				d.Kind = DriftUnfitHold
+				errs = append(errs, r.reportUnfit(ctx, HoldRef{node, id}, stillUnfit))
 			case err != nil:
 				errs = append(errs, fmt.Errorf("inventory: reconcile %s: restore hold %q: %w", node, id, err))
 			default:
@@ -428,7 +531,8 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 		}
 	}
 
-	// On hand and safety against the ledger, repaired when seen twice.
+	// On hand and safety against the ledger, by the difference that is
+	// left once the commits the store owed are counted.
 	skus := map[string]bool{}
 	for sku := range rows {
 		skus[sku] = true
@@ -441,33 +545,44 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 	for _, sku := range sortedKeys(skus) {
 		l := levels[sku]
 		row := rows[sku]
-		diff := [2]int64{l.OnHand - row.OnHand, l.Safety - row.Safety}
-		if diff == [2]int64{} {
+		storeOnHand := l.OnHand - shipped[sku]
+		if storeOnHand == row.OnHand && l.Safety == row.Safety {
 			continue
 		}
-		key := Key{node, sku}
-		drifting[key] = true
-		seen := [4]int64{l.OnHand, l.Safety, row.OnHand, row.Safety}
-		prevSeen, had := r.prev[key]
-		seenTwice := had && prevSeen == seen
-		repaired := false
-		if seenTwice {
-			if _, err := r.store.SetStock(ctx, node, sku, row.OnHand, row.Safety); err != nil {
-				errs = append(errs, fmt.Errorf("inventory: reconcile %s/%s: set stock: %w", node, sku, err))
-			} else {
-				repaired = true
-			}
-		} else {
-			next[key] = seen
+		drifting[Key{node, sku}] = true
+		delta := row.OnHand - storeOnHand
+		applied, err := r.store.RepairStock(ctx, node, sku, snap.Epoch, snap.Versions[sku], delta, row.Safety)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inventory: reconcile %s/%s: repair stock: %w", node, sku, err))
 		}
-		if diff[0] != 0 {
-			out = append(out, Drift{Kind: DriftOnHand, Node: node, SKU: sku, Store: l.OnHand, Ledger: row.OnHand, Repaired: repaired})
+		if storeOnHand != row.OnHand {
+			out = append(out, Drift{Kind: DriftOnHand, Node: node, SKU: sku, Store: storeOnHand, Ledger: row.OnHand, Repaired: applied})
 		}
-		if diff[1] != 0 {
-			out = append(out, Drift{Kind: DriftSafety, Node: node, SKU: sku, Store: l.Safety, Ledger: row.Safety, Repaired: repaired})
+		if l.Safety != row.Safety {
+			out = append(out, Drift{Kind: DriftSafety, Node: node, SKU: sku, Store: l.Safety, Ledger: row.Safety, Repaired: applied})
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// reportUnfit counts an unfit hold and tells OnUnfitHold, once per hold
+// while it stays unfit (again after an error).
+func (r *Reconciler) reportUnfit(ctx context.Context, ref HoldRef, stillUnfit map[HoldRef]bool) error {
+	stillUnfit[ref] = true
+	told, seen := r.unfit[ref]
+	if !seen {
+		r.m.unfit.Inc()
+		r.cfg.Logger.Error("inventory: ledger hold does not fit under on hand; its order needs review", "node", ref.Node, "hold", ref.ID)
+		r.unfit[ref] = false
+	}
+	if told || r.cfg.OnUnfitHold == nil {
+		return nil
+	}
+	if err := r.cfg.OnUnfitHold(ctx, ref.Node, ref.ID); err != nil {
+		return fmt.Errorf("inventory: reconcile %s: report unfit hold %q: %w", ref.Node, ref.ID, err)
+	}
+	r.unfit[ref] = true
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -484,6 +599,7 @@ type reconcileMetrics struct {
 	oversell prometheus.Counter
 	found    *prometheus.CounterVec
 	repaired *prometheus.CounterVec
+	unfit    prometheus.Counter
 	keys     prometheus.Gauge
 	notReady prometheus.Gauge
 	rebuilds *prometheus.CounterVec
@@ -498,6 +614,10 @@ func newReconcileMetrics(reg prometheus.Registerer) (*reconcileMetrics, error) {
 		oversell: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "omsd_inventory_oversell_guard_total",
 			Help: "Units reserved beyond on hand seen by reconciliation (must stay 0: a trip means the no-oversell guard failed).",
+		}),
+		unfit: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "omsd_inventory_unfit_holds_total",
+			Help: "Open ledger holds lost by the stock store that could not be restored within on hand (each counted once; its order must go on review).",
 		}),
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omsd_inventory_drift_found_total",
@@ -523,7 +643,7 @@ func newReconcileMetrics(reg prometheus.Registerer) (*reconcileMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.units, m.oversell, m.found, m.repaired, m.keys, m.notReady, m.rebuilds} {
+	for _, c := range []prometheus.Collector{m.units, m.oversell, m.unfit, m.found, m.repaired, m.keys, m.notReady, m.rebuilds} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("inventory: register metrics: %w", err)
 		}

@@ -71,19 +71,18 @@ func TestReconcilerMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		if _, err := r.Reconcile(ctx); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		name, label string
 		want        float64
 	}{
 		{"omsd_inventory_drift_found_total", "missing_hold", 1},
-		{"omsd_inventory_drift_found_total", "on_hand", 2}, // seen in both passes
+		{"omsd_inventory_drift_found_total", "on_hand", 1},
 		{"omsd_inventory_drift_repaired_total", "missing_hold", 1},
-		{"omsd_inventory_drift_repaired_total", "on_hand", 1}, // in the second
+		{"omsd_inventory_drift_repaired_total", "on_hand", 1}, // in the same pass
+		{"omsd_inventory_drift_units_total", "on_hand", 2},
 		{"omsd_inventory_drift_keys", "", 1},
 	} {
 		if got := sample(t, reg, c.name, c.label); got != c.want {
@@ -92,10 +91,67 @@ func TestReconcilerMetrics(t *testing.T) {
 	}
 	rep, err := r.Reconcile(ctx)
 	if err != nil || len(rep.Drifts) != 0 {
-		t.Errorf("third pass: got %+v, %v; want no drift", rep.Drifts, err)
+		t.Errorf("second pass: got %+v, %v; want no drift", rep.Drifts, err)
 	}
 	if got := sample(t, reg, "omsd_inventory_drift_keys", ""); got != 0 {
 		t.Errorf("drift keys after the repair: got %v, want 0", got)
+	}
+}
+
+// TestReconcilerUnfitHoldHookAndMetric: a ledger hold the store lost that
+// no longer fits is counted once, and OnUnfitHold is retried until it
+// accepts the hold, then not called again while it stays unfit.
+func TestReconcilerUnfitHoldHookAndMetric(t *testing.T) {
+	ctx := context.Background()
+	s := memstock.New(memstock.Config{AutoReady: true})
+	ledger := stocktest.NewLedger()
+	m := stocktest.Mirror{Store: s, Ledger: ledger}
+	if _, err := m.SetStock(ctx, "n1", "a", 5, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reserve(ctx, inventory.Hold{ID: "buyer", Node: "n1", Lines: []inventory.Line{{SKU: "a", Qty: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	ledger.PutHold(inventory.Hold{ID: "lost", Node: "n1", Lines: []inventory.Line{{SKU: "a", Qty: 3}}})
+	calls := 0
+	reg := prometheus.NewRegistry()
+	r, err := inventory.NewReconciler(ledger, s, inventory.ReconcilerConfig{Registerer: reg,
+		OnUnfitHold: func(_ context.Context, node, id string) error {
+			calls++
+			if node != "n1" || id != "lost" {
+				t.Errorf("OnUnfitHold(%s, %s), want (n1, lost)", node, id)
+			}
+			if calls == 1 {
+				return errors.New("order store unavailable")
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx); err == nil {
+		t.Errorf("first pass: got nil, want the hook's error")
+	}
+	for pass := 2; pass <= 3; pass++ {
+		if _, err := r.Reconcile(ctx); err != nil {
+			t.Errorf("pass %d: %v", pass, err)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("OnUnfitHold calls: got %d, want 2 (one failed, one accepted)", calls)
+	}
+	if got := sample(t, reg, "omsd_inventory_unfit_holds_total", ""); got != 1 {
+		t.Errorf("unfit holds: got %v, want 1", got)
+	}
+	if got := sample(t, reg, "omsd_inventory_drift_found_total", "unfit_hold"); got != 3 {
+		t.Errorf("unfit drifts found: got %v, want 3 (one per pass)", got)
+	}
+	if got := sample(t, reg, "omsd_inventory_oversell_guard_total", ""); got != 0 {
+		t.Errorf("oversell guard: got %v, want 0", got)
+	}
+	ls, err := s.Levels(ctx, []inventory.Key{{Node: "n1", SKU: "a"}})
+	if err != nil || ls[0] != inventory.NewLevel("n1", "a", 5, 4, 0) {
+		t.Errorf("level: got %+v, %v; want nothing reserved past on hand", ls, err)
 	}
 }
 

@@ -60,14 +60,11 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		return err
 	}
 	// Load every node Redis lacks (a fresh or restarted Redis) before the
-	// first order.
-	if nodes, err := a.reconciler.NotReadyNodes(ctx); err != nil {
+	// first order. Nodes another instance is loading are left to it.
+	if nodes, err := inventory.RebuildNotReady(ctx, a.store, a.stock); err != nil {
 		return err
 	} else if len(nodes) > 0 {
-		a.log.Info("loading stock counters from the ledger", "nodes", len(nodes))
-		if err := inventory.Rebuild(ctx, a.store, a.stock, nodes...); err != nil {
-			return err
-		}
+		a.log.Info("loaded stock counters from the ledger", "nodes", len(nodes))
 	}
 	if a.catalog, err = oms.NewCatalogCache(ctx, a.store, a.log); err != nil {
 		return err

@@ -31,16 +31,20 @@ type Store struct {
 	cfg   Config
 	nodes map[string]*nodeState
 	known map[string]bool // nodes restored or marked ready, as redisstock's node set
+	seq   int64           // makes epochs and leases unique
 }
 
 type nodeState struct {
-	ready  bool
-	stock  map[string]*counters
-	holds  map[string]*hold
-	closed map[string]closedMark
+	ready      bool
+	epoch      string // of the rebuild that made the node ready
+	lease      string // the rebuild lease, "" when none
+	leaseUntil time.Time
+	stock      map[string]*counters
+	holds      map[string]*hold
+	closed     map[string]closedMark
 }
 
-type counters struct{ onHand, reserved, safety int64 }
+type counters struct{ onHand, reserved, safety, version int64 }
 
 type hold struct {
 	lines    []inventory.Line
@@ -79,6 +83,20 @@ func (s *Store) Lose() {
 	s.cfg.AutoReady = false
 }
 
+// token returns a new epoch or lease name. Call with s.mu held.
+func (s *Store) token(kind string) string {
+	s.seq++
+	return fmt.Sprintf("%s-%d", kind, s.seq)
+}
+
+// leaseHolder returns the node's lease if it has not expired.
+func (s *Store) leaseHolder(n *nodeState) string {
+	if n.lease != "" && !s.cfg.Now().Before(n.leaseUntil) {
+		n.lease = ""
+	}
+	return n.lease
+}
+
 // node returns the node's state, creating it. Call with s.mu held.
 func (s *Store) node(id string) *nodeState {
 	n := s.nodes[id]
@@ -86,6 +104,7 @@ func (s *Store) node(id string) *nodeState {
 		n = &nodeState{stock: map[string]*counters{}, holds: map[string]*hold{}, closed: map[string]closedMark{}}
 		if s.cfg.AutoReady {
 			n.ready = true
+			n.epoch = s.token("epoch")
 			s.known[id] = true
 		}
 		s.nodes[id] = n
@@ -145,6 +164,7 @@ func (s *Store) SetStock(_ context.Context, node, sku string, onHand, safety int
 	}
 	c := n.counters(sku)
 	c.onHand, c.safety = onHand, safety
+	c.version++
 	return n.level(node, sku), nil
 }
 
@@ -382,7 +402,45 @@ func (s *Store) MarkReady(_ context.Context, node string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.node(node).ready = true
+	n := s.node(node)
+	n.ready = true
+	n.epoch = s.token("epoch")
+	s.known[node] = true
+	return nil
+}
+
+// BeginRebuild implements inventory.Rebuildable.
+func (s *Store) BeginRebuild(_ context.Context, node string, ifNotReady bool, ttl time.Duration) (string, bool, error) {
+	if err := inventory.ValidateNode(node); err != nil {
+		return "", false, err
+	}
+	if ttl <= 0 {
+		return "", false, fmt.Errorf("memstock: rebuild lease %v: %w", ttl, inventory.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.node(node)
+	if s.leaseHolder(n) != "" || (ifNotReady && n.ready) {
+		return "", false, nil
+	}
+	n.lease, n.leaseUntil = s.token("lease"), s.cfg.Now().Add(ttl)
+	n.ready, n.epoch = false, ""
+	return n.lease, true, nil
+}
+
+// FinishRebuild implements inventory.Rebuildable.
+func (s *Store) FinishRebuild(_ context.Context, node, lease string) error {
+	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.node(node)
+	if lease == "" || s.leaseHolder(n) != lease {
+		return fmt.Errorf("memstock: finish rebuild of %s: %w", node, inventory.ErrLeaseLost)
+	}
+	n.lease = ""
+	n.ready, n.epoch = true, s.token("epoch")
 	s.known[node] = true
 	return nil
 }
@@ -394,7 +452,8 @@ func (s *Store) MarkNotReady(_ context.Context, node string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.node(node).ready = false
+	n := s.node(node)
+	n.ready, n.epoch = false, ""
 	return nil
 }
 
@@ -406,10 +465,13 @@ func (s *Store) Snapshot(_ context.Context, node string) (inventory.NodeSnapshot
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.node(node)
-	snap := inventory.NodeSnapshot{Node: node, Ready: n.ready}
+	snap := inventory.NodeSnapshot{Node: node, Ready: n.ready, Epoch: n.epoch, Versions: map[string]int64{}}
 	skus := make([]string, 0, len(n.stock))
-	for sku := range n.stock {
+	for sku, c := range n.stock {
 		skus = append(skus, sku)
+		if c.version != 0 {
+			snap.Versions[sku] = c.version
+		}
 	}
 	sort.Strings(skus)
 	for _, sku := range skus {
@@ -431,7 +493,7 @@ func (s *Store) Snapshot(_ context.Context, node string) (inventory.NodeSnapshot
 }
 
 // RestoreNode implements inventory.Rebuildable.
-func (s *Store) RestoreNode(_ context.Context, node string, rows []inventory.StockRow, holds []inventory.Hold) error {
+func (s *Store) RestoreNode(_ context.Context, node, lease string, rows []inventory.StockRow, holds []inventory.StoredHold) error {
 	if err := inventory.ValidateNode(node); err != nil {
 		return err
 	}
@@ -451,7 +513,7 @@ func (s *Store) RestoreNode(_ context.Context, node string, rows []inventory.Sto
 		if h.Node != node {
 			continue
 		}
-		nh, err := inventory.NormalizeHold(h)
+		nh, err := inventory.NormalizeHold(h.Hold)
 		if err != nil {
 			return fmt.Errorf("memstock: restore %s: %w", node, err)
 		}
@@ -461,7 +523,11 @@ func (s *Store) RestoreNode(_ context.Context, node string, rows []inventory.Sto
 		for _, l := range nh.Lines {
 			fresh.counters(l.SKU).reserved += l.Qty
 		}
-		fresh.holds[nh.ID] = &hold{lines: nh.Lines, deadline: nh.Deadline, created: now}
+		created := h.Created
+		if created.IsZero() {
+			created = now
+		}
+		fresh.holds[nh.ID] = &hold{lines: nh.Lines, deadline: nh.Deadline, created: created}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -469,8 +535,18 @@ func (s *Store) RestoreNode(_ context.Context, node string, rows []inventory.Sto
 	if n.ready {
 		return fmt.Errorf("memstock: restore %s: node is ready, fence it first: %w", node, inventory.ErrInvalid)
 	}
-	// Closed ids are kept, as Redis keeps its closed-hold keys.
+	if s.leaseHolder(n) != lease {
+		return fmt.Errorf("memstock: restore %s: %w", node, inventory.ErrLeaseLost)
+	}
+	// Closed ids are kept, as Redis keeps its closed-hold keys; so are the
+	// lease and the stock versions.
 	fresh.closed = n.closed
+	fresh.lease, fresh.leaseUntil = n.lease, n.leaseUntil
+	for sku, c := range n.stock {
+		if f, ok := fresh.stock[sku]; ok {
+			f.version = c.version
+		}
+	}
 	s.nodes[node] = fresh
 	s.known[node] = true
 	return nil
@@ -494,25 +570,58 @@ func (s *Store) RestoreHold(_ context.Context, h inventory.Hold) (bool, error) {
 	if st, ok := s.closedState(n, h.ID); ok {
 		return false, &inventory.HoldClosedError{Node: h.Node, ID: h.ID, State: st}
 	}
+	for _, l := range h.Lines {
+		lv := n.level(h.Node, l.SKU)
+		if room := lv.OnHand - lv.Reserved; room < l.Qty {
+			return false, &inventory.ShortError{Node: h.Node, SKU: l.SKU, Want: l.Qty, Have: max(room, 0)}
+		}
+	}
 	s.addHold(n, h, s.cfg.Now())
 	return true, nil
 }
 
 // AdjustReserved implements inventory.Rebuildable.
-func (s *Store) AdjustReserved(_ context.Context, node, sku string, delta int64) error {
+func (s *Store) AdjustReserved(_ context.Context, node, sku, epoch string, delta int64) (bool, error) {
 	if err := inventory.ValidateNode(node); err != nil {
-		return err
+		return false, err
 	}
 	if err := inventory.ValidateSKU(sku); err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n, err := s.ready(node)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if n.epoch != epoch {
+		return false, nil
 	}
 	c := n.counters(sku)
 	c.reserved = max(c.reserved+delta, 0)
-	return nil
+	return true, nil
+}
+
+// RepairStock implements inventory.Rebuildable.
+func (s *Store) RepairStock(_ context.Context, node, sku, epoch string, version, onHandDelta, safety int64) (bool, error) {
+	if err := inventory.ValidateStock(node, sku, 0, safety); err != nil {
+		return false, err
+	}
+	if onHandDelta < -inventory.MaxQty || onHandDelta > inventory.MaxQty {
+		return false, fmt.Errorf("memstock: on hand delta %d: %w", onHandDelta, inventory.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.ready(node)
+	if err != nil {
+		return false, err
+	}
+	c := n.counters(sku)
+	if n.epoch != epoch || c.version != version {
+		return false, nil
+	}
+	c.onHand += onHandDelta
+	c.safety = safety
+	c.version++
+	return true, nil
 }

@@ -9,7 +9,10 @@
 // default "inv"), so all of a node's keys live in one slot and every script
 // touches one slot (no CROSSSLOT on a cluster):
 //
-//	{P:N}:ready           string   present = counters loaded; written only by the rebuild (MarkReady)
+//	{P:N}:ready           string   present = counters loaded; its value is the node's epoch (the
+//	                               token of the rebuild that loaded it); written only by the rebuild
+//	{P:N}:rebuild         string   the rebuild lease: the token of the rebuild in progress, with a TTL
+//	{P:N}:stockver        hash     sku -> count of absolute writes of on hand/safety (SetStock, repairs)
 //	{P:N}:onhand          hash     sku -> on hand
 //	{P:N}:reserved        hash     sku -> reserved
 //	{P:N}:safety          hash     sku -> safety stock
@@ -17,6 +20,7 @@
 //	{P:N}:deadlines       zset     hold id scored by deadline ms (unpaid open holds: drives the sweeper)
 //	{P:N}:closed:<id>     string   "released" | "committed" | "expired", TTL Config.ClosedTTL (7 days)
 //	{P:N}:stage:<tok>:*   staging copies written by a restore, renamed in by one script, TTL 10 min
+//	{P:N}:repair:<tok>    string   answer of one reconciliation repair (a retry gets it again), TTL 10 min
 //	{P}:nodes             set      known nodes (the sweeper and the reconciliation iterate it)
 //	{P:lim:<h>}           hash     purchase limit of one (promotion, SKU, customer), h = 128 bits of
 //	                               SHA-256 of the triple: "t" total, "o:<order>" qty; expires at the

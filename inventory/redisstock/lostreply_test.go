@@ -240,12 +240,54 @@ func TestLostReply(t *testing.T) {
 
 	t.Run("a reconciliation adjustment applies once", func(t *testing.T) {
 		set(t, "f", 10)
-		err := lose(t, func() error { return s.AdjustReserved(ctx, "n1", "f", 3) })
+		snap, err := s.Snapshot(ctx, "n1")
 		if err != nil {
 			t.Fatal(err)
 		}
+		var ok bool
+		err = lose(t, func() (err error) { ok, err = s.AdjustReserved(ctx, "n1", "f", snap.Epoch, 3); return err })
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
 		if got := level(t, "f").Reserved; got != 3 {
 			t.Errorf("reserved: got %d, want 3", got)
+		}
+	})
+
+	t.Run("a stock repair applies once and says so", func(t *testing.T) {
+		set(t, "h", 10)
+		snap, err := s.Snapshot(ctx, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok bool
+		err = lose(t, func() (err error) {
+			ok, err = s.RepairStock(ctx, "n1", "h", snap.Epoch, snap.Versions["h"], -2, 0)
+			return err
+		})
+		if err != nil || !ok {
+			t.Errorf("RepairStock: got %v, %v; want applied", ok, err)
+		}
+		if got := level(t, "h").OnHand; got != 8 {
+			t.Errorf("on hand: got %d, want 8", got)
+		}
+	})
+
+	t.Run("a rebuild's fence and finish survive lost replies", func(t *testing.T) {
+		var lease string
+		var ok bool
+		err := lose(t, func() (err error) { lease, ok, err = s.BeginRebuild(ctx, "n3", false, time.Minute); return err })
+		if err != nil || !ok {
+			t.Fatalf("BeginRebuild: got %v, %v; want the lease", ok, err)
+		}
+		if err := s.RestoreNode(ctx, "n3", lease, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := lose(t, func() error { return s.FinishRebuild(ctx, "n3", lease) }); err != nil {
+			t.Errorf("FinishRebuild: %v", err)
+		}
+		if ready, err := s.Ready(ctx, "n3"); !ready || err != nil {
+			t.Errorf("ready after the rebuild: got %v, %v", ready, err)
 		}
 	})
 
@@ -254,8 +296,8 @@ func TestLostReply(t *testing.T) {
 			t.Fatal(err)
 		}
 		rows := []inventory.StockRow{{Node: "n2", SKU: "g", OnHand: 9}}
-		holds := []inventory.Hold{{ID: "x", Node: "n2", Lines: []inventory.Line{{SKU: "g", Qty: 2}}}}
-		if err := lose(t, func() error { return s.RestoreNode(ctx, "n2", rows, holds) }); err != nil {
+		holds := []inventory.StoredHold{{Hold: inventory.Hold{ID: "x", Node: "n2", Lines: []inventory.Line{{SKU: "g", Qty: 2}}}}}
+		if err := lose(t, func() error { return s.RestoreNode(ctx, "n2", "", rows, holds) }); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.MarkReady(ctx, "n2"); err != nil {

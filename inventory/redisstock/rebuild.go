@@ -44,10 +44,14 @@ func (s *Store) Ready(ctx context.Context, node string) (bool, error) {
 	return n == 1, nil
 }
 
-// MarkReady implements inventory.Rebuildable. The ready key holds the time
-// of the rebuild, for whoever inspects Redis by hand.
+// MarkReady implements inventory.Rebuildable. The ready key holds the
+// node's epoch (a fresh random token).
 func (s *Store) MarkReady(ctx context.Context, node string) error {
 	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	epoch, err := randomToken()
+	if err != nil {
 		return err
 	}
 	// Two slots in a cluster: two commands, the node set first so that a
@@ -55,7 +59,7 @@ func (s *Store) MarkReady(ctx context.Context, node string) error {
 	if err := s.rdb.SAdd(ctx, s.nodesKey(), node).Err(); err != nil {
 		return fmt.Errorf("redisstock: mark ready %s: %w", node, err)
 	}
-	if err := s.rdb.Set(ctx, s.keys(node).ready, s.cfg.Now().UnixMilli(), 0).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys(node).ready, epoch, 0).Err(); err != nil {
 		return fmt.Errorf("redisstock: mark ready %s: %w", node, err)
 	}
 	return nil
@@ -72,6 +76,68 @@ func (s *Store) MarkNotReady(ctx context.Context, node string) error {
 	return nil
 }
 
+// BeginRebuild implements inventory.Rebuildable with one script: the lease
+// key {P:N}:rebuild (the lease token, expiring after ttl) and the fence.
+func (s *Store) BeginRebuild(ctx context.Context, node string, ifNotReady bool, ttl time.Duration) (string, bool, error) {
+	if err := inventory.ValidateNode(node); err != nil {
+		return "", false, err
+	}
+	if ttl < time.Millisecond {
+		return "", false, fmt.Errorf("redisstock: rebuild lease %v below 1ms: %w", ttl, inventory.ErrInvalid)
+	}
+	lease, err := randomToken()
+	if err != nil {
+		return "", false, err
+	}
+	only := "0"
+	if ifNotReady {
+		only = "1"
+	}
+	k := s.keys(node)
+	cmd, err := run(ctx, s.rdb, s.m, fenceScript, []string{k.ready, k.lease}, lease, ttl.Milliseconds(), only)
+	if err != nil {
+		return "", false, fmt.Errorf("redisstock: begin rebuild %s: %w", node, err)
+	}
+	tag, _, err := reply(cmd)
+	if err != nil {
+		return "", false, err
+	}
+	switch tag {
+	case "ok":
+		return lease, true, nil
+	case "busy", "ready":
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("redisstock: begin rebuild: unexpected reply %q", tag)
+}
+
+// FinishRebuild implements inventory.Rebuildable: the lease token becomes
+// the node's epoch.
+func (s *Store) FinishRebuild(ctx context.Context, node, lease string) error {
+	if err := inventory.ValidateNode(node); err != nil {
+		return err
+	}
+	if err := s.rdb.SAdd(ctx, s.nodesKey(), node).Err(); err != nil {
+		return fmt.Errorf("redisstock: finish rebuild %s: %w", node, err)
+	}
+	k := s.keys(node)
+	cmd, err := run(ctx, s.rdb, s.m, finishScript, []string{k.ready, k.lease}, lease)
+	if err != nil {
+		return fmt.Errorf("redisstock: finish rebuild %s: %w", node, err)
+	}
+	tag, _, err := reply(cmd)
+	if err != nil {
+		return err
+	}
+	switch tag {
+	case "ok":
+		return nil
+	case "lost":
+		return fmt.Errorf("redisstock: finish rebuild %s: %w", node, inventory.ErrLeaseLost)
+	}
+	return fmt.Errorf("redisstock: finish rebuild: unexpected reply %q", tag)
+}
+
 // Snapshot implements inventory.Rebuildable with one MULTI/EXEC over the
 // node's keys (one slot, so it works on a cluster).
 func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapshot, error) {
@@ -80,12 +146,13 @@ func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapsh
 	}
 	k := s.keys(node)
 	var (
-		ready                           *redis.IntCmd
-		onHand, reserved, safety, holds *redis.MapStringStringCmd
-		deadlines                       *redis.ZSliceCmd
+		ready                                     *redis.StringCmd
+		onHand, reserved, safety, holds, versions *redis.MapStringStringCmd
+		deadlines                                 *redis.ZSliceCmd
 	)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		ready = p.Exists(ctx, k.ready)
+		ready = p.Get(ctx, k.ready)
+		versions = p.HGetAll(ctx, k.versions)
 		onHand = p.HGetAll(ctx, k.onHand)
 		reserved = p.HGetAll(ctx, k.reserved)
 		safety = p.HGetAll(ctx, k.safety)
@@ -93,10 +160,20 @@ func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapsh
 		deadlines = p.ZRangeWithScores(ctx, k.deadlines, 0, -1)
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return inventory.NodeSnapshot{}, fmt.Errorf("redisstock: snapshot %s: %w", node, err)
 	}
-	snap := inventory.NodeSnapshot{Node: node, Ready: ready.Val() == 1}
+	snap := inventory.NodeSnapshot{Node: node, Versions: map[string]int64{}}
+	if err := ready.Err(); err == nil {
+		snap.Ready, snap.Epoch = true, ready.Val()
+	} else if !errors.Is(err, redis.Nil) {
+		return inventory.NodeSnapshot{}, fmt.Errorf("redisstock: snapshot %s: %w", node, err)
+	}
+	for sku, v := range versions.Val() {
+		if snap.Versions[sku], err = strconv.ParseInt(v, 10, 64); err != nil {
+			return snap, fmt.Errorf("redisstock: snapshot %s: stock version of %q: %w", node, sku, err)
+		}
+	}
 	skus := map[string]bool{}
 	for _, m := range []map[string]string{onHand.Val(), reserved.Val(), safety.Val()} {
 		for sku := range m {
@@ -149,7 +226,7 @@ func sortedSet(m map[string]bool) []string {
 // staging keys (unique to this call, expiring after stageTTL if the call
 // dies) in chunks of stageChunk fields, then swaps them in with one script
 // that only renames. Closed-hold markers are left as they are.
-func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.StockRow, holds []inventory.Hold) error {
+func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inventory.StockRow, holds []inventory.StoredHold) error {
 	if err := inventory.ValidateNode(node); err != nil {
 		return err
 	}
@@ -173,14 +250,18 @@ func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.S
 		if h.Node != node {
 			continue
 		}
-		nh, err := inventory.NormalizeHold(h)
+		nh, err := inventory.NormalizeHold(h.Hold)
 		if err != nil {
 			return fmt.Errorf("redisstock: restore %s: %w", node, err)
 		}
 		if _, dup := recs[nh.ID]; dup {
 			return fmt.Errorf("redisstock: restore %s: hold %q twice: %w", node, nh.ID, inventory.ErrInvalid)
 		}
-		if recs[nh.ID], err = encodeRecord(nh.Lines, now); err != nil {
+		created := h.Created
+		if created.IsZero() {
+			created = now
+		}
+		if recs[nh.ID], err = encodeRecord(nh.Lines, created); err != nil {
 			return err
 		}
 		for _, l := range nh.Lines {
@@ -224,8 +305,8 @@ func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.S
 		return fmt.Errorf("redisstock: restore %s: stage: %w", node, err)
 	}
 	keys := append(append([]string{k.ready}, live...), staged...)
-	keys = append(keys, marker, done)
-	cmd, err := run(ctx, s.rdb, s.m, swapScript, keys, stageTTL.Milliseconds())
+	keys = append(keys, marker, done, k.lease)
+	cmd, err := run(ctx, s.rdb, s.m, swapScript, keys, stageTTL.Milliseconds(), lease)
 	if err != nil {
 		return fmt.Errorf("redisstock: restore %s: %w", node, err)
 	}
@@ -238,6 +319,9 @@ func (s *Store) RestoreNode(ctx context.Context, node string, rows []inventory.S
 	case "ready":
 		s.rdb.Del(ctx, append(staged, marker)...) // best effort: they expire anyway
 		return fmt.Errorf("redisstock: restore %s: node is ready, fence it first: %w", node, inventory.ErrInvalid)
+	case "lease":
+		s.rdb.Del(ctx, append(staged, marker)...)
+		return fmt.Errorf("redisstock: restore %s: %w", node, inventory.ErrLeaseLost)
 	default:
 		return fmt.Errorf("redisstock: restore %s: staging %s vanished (%s)", node, token, tag)
 	}
@@ -274,7 +358,8 @@ func randomToken() (string, error) {
 }
 
 // RestoreHold implements inventory.Rebuildable with the reserve script in
-// its forced mode: same keys, same idempotency, no stock check.
+// its restore mode: same keys, same idempotency, lines checked against on
+// hand.
 func (s *Store) RestoreHold(ctx context.Context, h inventory.Hold) (bool, error) {
 	h, err := inventory.NormalizeHold(h)
 	if err != nil {
@@ -295,29 +380,70 @@ func (s *Store) RestoreHold(ctx context.Context, h inventory.Hold) (bool, error)
 
 // AdjustReserved implements inventory.Rebuildable. Each call carries a
 // one-time token, so a go-redis retry of it applies the delta once.
-func (s *Store) AdjustReserved(ctx context.Context, node, sku string, delta int64) error {
+func (s *Store) AdjustReserved(ctx context.Context, node, sku, epoch string, delta int64) (bool, error) {
 	if err := inventory.ValidateNode(node); err != nil {
-		return err
+		return false, err
 	}
 	if err := inventory.ValidateSKU(sku); err != nil {
-		return err
+		return false, err
 	}
 	token, err := randomToken()
 	if err != nil {
-		return err
+		return false, err
 	}
 	k := s.keys(node)
 	cmd, err := run(ctx, s.rdb, s.m, adjustScript, []string{k.ready, k.reserved, k.tag + ":repair:" + token},
-		sku, delta, stageTTL.Milliseconds())
+		sku, delta, stageTTL.Milliseconds(), epoch)
 	if err != nil {
-		return err
+		return false, err
 	}
 	tag, _, err := reply(cmd)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if tag == "notready" {
-		return notReady(node)
+	switch tag {
+	case "ok", "dup":
+		return true, nil
+	case "moved":
+		return false, nil
+	case "notready":
+		return false, notReady(node)
 	}
-	return nil
+	return false, fmt.Errorf("redisstock: adjust reserved: unexpected reply %q", tag)
+}
+
+// RepairStock implements inventory.Rebuildable. Each call carries a
+// one-time token that records its answer, so a go-redis retry answers as
+// the first run did.
+func (s *Store) RepairStock(ctx context.Context, node, sku, epoch string, version, onHandDelta, safety int64) (bool, error) {
+	if err := inventory.ValidateStock(node, sku, 0, safety); err != nil {
+		return false, err
+	}
+	if onHandDelta < -inventory.MaxQty || onHandDelta > inventory.MaxQty {
+		return false, fmt.Errorf("redisstock: on hand delta %d: %w", onHandDelta, inventory.ErrInvalid)
+	}
+	token, err := randomToken()
+	if err != nil {
+		return false, err
+	}
+	k := s.keys(node)
+	cmd, err := run(ctx, s.rdb, s.m, repairScript,
+		[]string{k.ready, k.onHand, k.safety, k.versions, k.tag + ":repair:" + token},
+		epoch, sku, version, onHandDelta, safety, stageTTL.Milliseconds())
+	if err != nil {
+		return false, err
+	}
+	tag, _, err := reply(cmd)
+	if err != nil {
+		return false, err
+	}
+	switch tag {
+	case "ok":
+		return true, nil
+	case "moved":
+		return false, nil
+	case "notready":
+		return false, notReady(node)
+	}
+	return false, fmt.Errorf("redisstock: repair stock: unexpected reply %q", tag)
 }

@@ -30,6 +30,12 @@ var (
 	takeSrc string
 	//go:embed lua/giveback.lua
 	giveBackSrc string
+	//go:embed lua/repair.lua
+	repairSrc string
+	//go:embed lua/fence.lua
+	fenceSrc string
+	//go:embed lua/finish.lua
+	finishSrc string
 )
 
 // script is a Lua script with the name its latency is recorded under.
@@ -49,10 +55,13 @@ var (
 	swapScript     = newScript("swap", swapSrc)
 	takeScript     = newScript("take", takeSrc)
 	giveBackScript = newScript("give_back", giveBackSrc)
+	repairScript   = newScript("repair", repairSrc)
+	fenceScript    = newScript("fence", fenceSrc)
+	finishScript   = newScript("finish", finishSrc)
 )
 
 // allScripts are loaded by LoadScripts.
-var allScripts = []*script{reserveScript, closeScript, confirmScript, setStockScript, adjustScript, swapScript, takeScript, giveBackScript}
+var allScripts = []*script{reserveScript, closeScript, confirmScript, setStockScript, adjustScript, swapScript, takeScript, giveBackScript, repairScript, fenceScript, finishScript}
 
 // loadScripts loads every script into the script cache of every master
 // (go-redis's ClusterClient sends SCRIPT LOAD to all of them).

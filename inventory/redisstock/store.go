@@ -99,6 +99,7 @@ func (s *Store) LoadScripts(ctx context.Context) error { return loadScripts(ctx,
 type nodeKeys struct {
 	tag                                               string
 	ready, onHand, reserved, safety, holds, deadlines string
+	lease, versions                                   string
 }
 
 func (s *Store) keys(node string) nodeKeys {
@@ -111,6 +112,8 @@ func (s *Store) keys(node string) nodeKeys {
 		safety:    tag + ":safety",
 		holds:     tag + ":holds",
 		deadlines: tag + ":deadlines",
+		lease:     tag + ":rebuild",
+		versions:  tag + ":stockver",
 	}
 }
 
@@ -179,7 +182,7 @@ func (s *Store) SetStock(ctx context.Context, node, sku string, onHand, safety i
 		return inventory.Level{}, err
 	}
 	k := s.keys(node)
-	cmd, err := run(ctx, s.rdb, s.m, setStockScript, []string{k.ready, k.onHand, k.reserved, k.safety}, sku, onHand, safety)
+	cmd, err := run(ctx, s.rdb, s.m, setStockScript, []string{k.ready, k.onHand, k.reserved, k.safety, k.versions}, sku, onHand, safety)
 	if err != nil {
 		return inventory.Level{}, err
 	}
@@ -217,9 +220,10 @@ func (s *Store) Reserve(ctx context.Context, h inventory.Hold) error {
 	return err
 }
 
-// reserve runs the reserve script; force skips the stock check (the
-// reconciliation's re-add of a ledger hold). It returns the outcome label.
-func (s *Store) reserve(ctx context.Context, h inventory.Hold, force bool) (string, error) {
+// reserve runs the reserve script; restore checks the lines against on
+// hand instead of available (the reconciliation's re-add of a ledger
+// hold). It returns the outcome label.
+func (s *Store) reserve(ctx context.Context, h inventory.Hold, restore bool) (string, error) {
 	rec, err := encodeRecord(h.Lines, s.cfg.Now())
 	if err != nil {
 		return outcomeError, err
@@ -227,7 +231,7 @@ func (s *Store) reserve(ctx context.Context, h inventory.Hold, force bool) (stri
 	k := s.keys(h.Node)
 	args := make([]any, 0, 4+2*len(h.Lines))
 	f := "0"
-	if force {
+	if restore {
 		f = "1"
 	}
 	args = append(args, h.ID, deadlineArg(h.Deadline), rec, f)
@@ -259,7 +263,7 @@ func (s *Store) reserve(ctx context.Context, h inventory.Hold, force bool) (stri
 		return outcomeDuplicate, nil
 	case "closed":
 		return outcomeClosed, &inventory.HoldClosedError{Node: h.Node, ID: h.ID, State: markerState(first(vals))}
-	case "short":
+	case "short", "unfit":
 		if len(vals) == 2 {
 			sku := toStr(vals[0])
 			have, err := toInt(vals[1])

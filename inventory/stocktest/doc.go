@@ -10,8 +10,10 @@
 // and expiry (two sweepers at once), Confirm, Levels of many keys,
 // readiness, the oversell race (500 goroutines for 100 units on three
 // nodes, with a watcher reading levels throughout), snapshot and restore,
-// Rebuild from a ledger, and each repair of the Reconciler. Run it with
-// -race.
+// Rebuild from a ledger (in-flight holds kept, deadlines with their grace,
+// the rebuild lease), restores that never pass on hand, and each repair of
+// the Reconciler (shipped holds committed, on hand repaired while selling).
+// Run it with -race.
 //
 // Ledger is an in-memory inventory.Ledger, and Mirror a Store wrapper that
 // records every successful write in it as omsd records it in SQL: together

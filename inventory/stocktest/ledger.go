@@ -16,13 +16,20 @@ type Ledger struct {
 	nodes map[string]bool
 	stock map[inventory.Key]inventory.StockRow
 	holds map[inventory.Key]inventory.Hold // Key{Node, hold id}
+	fates map[inventory.HoldRef]inventory.HoldState
+	// AfterState, when set, runs after each State read has taken its
+	// snapshot and before it returns (outside the ledger's lock): a test
+	// commits there what reaches SQL just after a rebuild's or a
+	// reconciliation's read.
+	AfterState func()
 }
 
 var _ inventory.Ledger = (*Ledger)(nil)
 
 // NewLedger returns an empty Ledger.
 func NewLedger() *Ledger {
-	return &Ledger{nodes: map[string]bool{}, stock: map[inventory.Key]inventory.StockRow{}, holds: map[inventory.Key]inventory.Hold{}}
+	return &Ledger{nodes: map[string]bool{}, stock: map[inventory.Key]inventory.StockRow{}, holds: map[inventory.Key]inventory.Hold{},
+		fates: map[inventory.HoldRef]inventory.HoldState{}}
 }
 
 // AddNode records a node.
@@ -49,13 +56,22 @@ func (l *Ledger) PutHold(h inventory.Hold) {
 	l.nodes[h.Node] = true
 	h.Lines = append([]inventory.Line(nil), h.Lines...)
 	l.holds[inventory.Key{Node: h.Node, SKU: h.ID}] = h
+	l.fates[inventory.HoldRef{Node: h.Node, ID: h.ID}] = inventory.HoldOpen
 }
 
 // CloseHold records a hold released or expired.
 func (l *Ledger) CloseHold(node, id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.holds, inventory.Key{Node: node, SKU: id})
+	l.closeLocked(node, id)
+}
+
+func (l *Ledger) closeLocked(node, id string) {
+	k := inventory.Key{Node: node, SKU: id}
+	if _, ok := l.holds[k]; ok {
+		delete(l.holds, k)
+		l.fates[inventory.HoldRef{Node: node, ID: id}] = inventory.HoldReleased
+	}
 }
 
 // CommitHold records a hold shipped: it closes, and on hand drops.
@@ -68,6 +84,7 @@ func (l *Ledger) CommitHold(node, id string) {
 		return
 	}
 	delete(l.holds, k)
+	l.fates[inventory.HoldRef{Node: node, ID: id}] = inventory.HoldCommitted
 	for _, line := range h.Lines {
 		sk := inventory.Key{Node: node, SKU: line.SKU}
 		row := l.stock[sk]
@@ -100,10 +117,39 @@ func (l *Ledger) Nodes(context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Stock implements inventory.Ledger.
+// State implements inventory.Ledger.
+func (l *Ledger) State(ctx context.Context) (inventory.LedgerState, error) {
+	l.mu.Lock()
+	st := inventory.LedgerState{Stock: l.stockLocked(), Holds: l.openLocked()}
+	after := l.AfterState
+	l.mu.Unlock()
+	if after != nil {
+		after()
+	}
+	return st, nil
+}
+
+// HoldStates implements inventory.Ledger.
+func (l *Ledger) HoldStates(_ context.Context, holds []inventory.HoldRef) (map[inventory.HoldRef]inventory.HoldState, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[inventory.HoldRef]inventory.HoldState{}
+	for _, r := range holds {
+		if st, ok := l.fates[r]; ok {
+			out[r] = st
+		}
+	}
+	return out, nil
+}
+
+// Stock returns on hand and safety of every (node, SKU).
 func (l *Ledger) Stock(context.Context) ([]inventory.StockRow, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.stockLocked(), nil
+}
+
+func (l *Ledger) stockLocked() []inventory.StockRow {
 	out := make([]inventory.StockRow, 0, len(l.stock))
 	for _, r := range l.stock {
 		out = append(out, r)
@@ -114,13 +160,17 @@ func (l *Ledger) Stock(context.Context) ([]inventory.StockRow, error) {
 		}
 		return out[i].SKU < out[j].SKU
 	})
-	return out, nil
+	return out
 }
 
-// OpenHolds implements inventory.Ledger.
+// OpenHolds returns the open holds.
 func (l *Ledger) OpenHolds(context.Context) ([]inventory.Hold, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.openLocked(), nil
+}
+
+func (l *Ledger) openLocked() []inventory.Hold {
 	out := make([]inventory.Hold, 0, len(l.holds))
 	for _, h := range l.holds {
 		h.Lines = append([]inventory.Line(nil), h.Lines...)
@@ -132,7 +182,7 @@ func (l *Ledger) OpenHolds(context.Context) ([]inventory.Hold, error) {
 		}
 		return out[i].ID < out[j].ID
 	})
-	return out, nil
+	return out
 }
 
 // Mirror is a Store that passes every successful write on to a Ledger, as
@@ -199,7 +249,7 @@ func (m Mirror) SweepExpired(ctx context.Context, now time.Time, limit int) ([]s
 	for _, id := range ids {
 		for k := range m.Ledger.holds {
 			if k.SKU == id {
-				delete(m.Ledger.holds, k)
+				m.Ledger.closeLocked(k.Node, k.SKU)
 			}
 		}
 	}

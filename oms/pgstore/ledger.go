@@ -5,12 +5,101 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/omsd/omsd/inventory"
 )
 
-// Stock returns every stock row (inventory.Ledger).
+// querier is what the ledger reads run on: the pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// openStatuses are the shipment statuses whose hold is open in Redis.
+const openStatuses = `('pending', 'requested', 'acknowledged', 'cancel_requested')`
+
+// State returns the stock rows and the open holds in one read-only
+// transaction (inventory.Ledger), so that a shipment booked meanwhile is
+// on both sides (on hand lowered, hold gone) or on neither. At REPEATABLE
+// READ on PostgreSQL both queries see one snapshot; CockroachDB runs every
+// transaction serializable.
+func (s *Store) State(ctx context.Context) (inventory.LedgerState, error) {
+	var st inventory.LedgerState
+	err := s.TxWith(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		if st.Stock, err = readStock(ctx, tx); err != nil {
+			return err
+		}
+		st.Holds, err = readOpenHolds(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return inventory.LedgerState{}, fmt.Errorf("pgstore: ledger state: %w", err)
+	}
+	return st, nil
+}
+
+// holdStatesChunk is the most hold ids one HoldStates query asks for.
+const holdStatesChunk = 1000
+
+// HoldStates tells what became of the given holds (inventory.Ledger): open,
+// shipped (committed) or closed without shipping (released). Hold ids are
+// shipment ids, so each chunk is one primary-key lookup; an id that is no
+// UUID, or names a shipment of another node or with another hold id, is
+// not known to the ledger and is left out of the answer.
+func (s *Store) HoldStates(ctx context.Context, holds []inventory.HoldRef) (map[inventory.HoldRef]inventory.HoldState, error) {
+	out := make(map[inventory.HoldRef]inventory.HoldState, len(holds))
+	want := make(map[inventory.HoldRef]bool, len(holds))
+	var ids []uuid.UUID
+	for _, h := range holds {
+		id, err := uuid.Parse(h.ID)
+		if err != nil || want[h] {
+			continue
+		}
+		want[h] = true
+		ids = append(ids, id)
+	}
+	for i := 0; i < len(ids); i += holdStatesChunk {
+		rows, err := s.pool.Query(ctx, `SELECT hold_id, node_id, status FROM shipments WHERE id = ANY($1::uuid[])`,
+			ids[i:min(i+holdStatesChunk, len(ids))])
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: hold states: %w", err)
+		}
+		for rows.Next() {
+			var ref inventory.HoldRef
+			var status string
+			if err := rows.Scan(&ref.ID, &ref.Node, &status); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("pgstore: hold states: %w", err)
+			}
+			if !want[ref] {
+				continue
+			}
+			switch status {
+			case "pending", "requested", "acknowledged", "cancel_requested":
+				out[ref] = inventory.HoldOpen
+			case "shipped":
+				out[ref] = inventory.HoldCommitted
+			default: // cancelled, rejected: the hold was given back
+				out[ref] = inventory.HoldReleased
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("pgstore: hold states: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Stock returns every stock row.
 func (s *Store) Stock(ctx context.Context) ([]inventory.StockRow, error) {
-	rows, err := s.pool.Query(ctx, `SELECT node_id, sku, on_hand, safety_stock FROM stock ORDER BY node_id, sku`)
+	return readStock(ctx, s.pool)
+}
+
+func readStock(ctx context.Context, q querier) ([]inventory.StockRow, error) {
+	rows, err := q.Query(ctx, `SELECT node_id, sku, on_hand, safety_stock FROM stock ORDER BY node_id, sku`)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: stock: %w", err)
 	}
@@ -26,12 +115,16 @@ func (s *Store) Stock(ctx context.Context) ([]inventory.StockRow, error) {
 	return out, rows.Err()
 }
 
-// OpenHolds returns the inventory holds of every open shipment
-// (inventory.Ledger): what Redis must hold reserved.
+// OpenHolds returns the inventory holds of every open shipment: what Redis
+// must hold reserved.
 func (s *Store) OpenHolds(ctx context.Context) ([]inventory.Hold, error) {
-	rows, err := s.pool.Query(ctx, `SELECT s.hold_id, s.node_id, s.reserved_until, l.sku, l.qty
+	return readOpenHolds(ctx, s.pool)
+}
+
+func readOpenHolds(ctx context.Context, q querier) ([]inventory.Hold, error) {
+	rows, err := q.Query(ctx, `SELECT s.hold_id, s.node_id, s.reserved_until, l.sku, l.qty
 		FROM shipments s JOIN shipment_lines l ON l.shipment_id = s.id
-		WHERE s.status IN ('pending', 'requested', 'acknowledged', 'cancel_requested')
+		WHERE s.status IN `+openStatuses+`
 		ORDER BY s.hold_id, l.sku`)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open holds: %w", err)

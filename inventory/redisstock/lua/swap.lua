@@ -3,10 +3,12 @@
 -- so the node changes atomically without one long script.
 --
 -- KEYS: 1 ready, 2..6 live (onhand, reserved, safety, holds, deadlines),
---       7..11 the staged ones, same order, 12 the staging marker, 13 the done marker
--- ARGV: 1 TTL of the done marker in ms
+--       7..11 the staged ones, same order, 12 the staging marker, 13 the done marker,
+--       14 the rebuild lease
+-- ARGV: 1 TTL of the done marker in ms, 2 the caller's lease token ('' = none)
 -- Returns {'ok'} | {'ready'} (refused: a ready node takes writes, fence it first)
 --       | {'gone'} (no staging: it expired, or another call swapped it)
+--       | {'lease'} (the lease is not the caller's: it expired, another rebuild may run)
 if redis.call('EXISTS', KEYS[13]) == 1 then
   -- go-redis retried this script after a lost reply: it already ran. Without
   -- this check the retry would find no staged keys and empty the node.
@@ -17,6 +19,9 @@ if redis.call('EXISTS', KEYS[12]) == 0 then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'ready'}
+end
+if (redis.call('GET', KEYS[14]) or '') ~= ARGV[2] then
+  return {'lease'}
 end
 for i = 2, 6 do
   if redis.call('EXISTS', KEYS[i + 5]) == 1 then

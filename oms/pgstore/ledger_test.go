@@ -1,0 +1,112 @@
+package pgstore
+
+import (
+	"context"
+	"maps"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/omsd/omsd/inventory"
+	"github.com/omsd/omsd/oms"
+)
+
+func setShipmentStatus(sid, status string) func(o *oms.Order) ([]oms.OutboxEvent, error) {
+	return func(o *oms.Order) ([]oms.OutboxEvent, error) {
+		for i := range o.Shipments {
+			if o.Shipments[i].ID == sid {
+				o.Shipments[i].Status = status
+			}
+		}
+		return nil, nil
+	}
+}
+
+// TestLedgerStateAndHoldStates: the reconciliation asks the ledger by hold
+// id what became of the store holds no open shipment owns; a shipped one
+// must be told apart from a cancelled one (committing it in Redis, not
+// releasing it, is what keeps its units from being sold twice).
+func TestLedgerStateAndHoldStates(t *testing.T) {
+	s := migrated(t)
+	ctx := context.Background()
+	if err := s.SetStock(ctx, "WH-1", "SKU-1", 10, 1); err != nil {
+		t.Fatal(err)
+	}
+	shipped := storeOrder(t, s, "WH-1", "SKU-1", 3).Shipments[0].ID
+	open := storeOrder(t, s, "WH-1", "SKU-1", 2).Shipments[0].ID
+	cancelled := storeOrder(t, s, "WH-1", "SKU-1", 1).Shipments[0].ID
+	for ev, fn := range map[string]func(o *oms.Order) ([]oms.OutboxEvent, error){
+		"ev-ship":   shipFn(shipped),
+		"ev-cancel": setShipmentStatus(cancelled, oms.ShipCancelled),
+	} {
+		sid := shipped
+		if ev == "ev-cancel" {
+			sid = cancelled
+		}
+		oid, err := s.ShipmentOrder(ctx, sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.ApplyEvent(ctx, ev, oid, fn); err != nil || !ok {
+			t.Fatalf("%s: %v, %v", ev, ok, err)
+		}
+	}
+
+	st, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Stock) != 1 || st.Stock[0] != (inventory.StockRow{Node: "WH-1", SKU: "SKU-1", OnHand: 7, Safety: 1}) {
+		t.Errorf("state stock: got %+v, want WH-1/SKU-1 on hand 7 (10 less the shipment), safety 1", st.Stock)
+	}
+	if len(st.Holds) != 1 || st.Holds[0].ID != open || st.Holds[0].Node != "WH-1" ||
+		len(st.Holds[0].Lines) != 1 || st.Holds[0].Lines[0] != (inventory.Line{SKU: "SKU-1", Qty: 2}) {
+		t.Errorf("state holds: got %+v, want only the open shipment %s with 2 of SKU-1", st.Holds, open)
+	}
+
+	ref := func(node, id string) inventory.HoldRef { return inventory.HoldRef{Node: node, ID: id} }
+	ask := []inventory.HoldRef{
+		ref("WH-1", shipped), ref("WH-1", open), ref("WH-1", cancelled),
+		ref("WH-1", uuid.NewString()), // never stored
+		ref("WH-2", shipped),          // the same id at another node is another hold
+		ref("WH-1", "not-a-uuid"),     // no shipment id: unknown, and no error
+		ref("WH-1", shipped),          // asked twice
+	}
+	got, err := s.HoldStates(ctx, ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[inventory.HoldRef]inventory.HoldState{
+		ref("WH-1", shipped):   inventory.HoldCommitted,
+		ref("WH-1", open):      inventory.HoldOpen,
+		ref("WH-1", cancelled): inventory.HoldReleased,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("HoldStates: got %v, want %v", got, want)
+	}
+	if got, err := s.HoldStates(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("HoldStates(nil): got %v, %v", got, err)
+	}
+}
+
+// TestHoldStatesManyIDs: more ids than one query takes come back in full.
+func TestHoldStatesManyIDs(t *testing.T) {
+	s := migrated(t)
+	ctx := context.Background()
+	if err := s.SetStock(ctx, "WH-1", "SKU-1", 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	sid := storeOrder(t, s, "WH-1", "SKU-1", 1).Shipments[0].ID
+	ask := make([]inventory.HoldRef, 0, 2*holdStatesChunk+1)
+	for range 2 * holdStatesChunk {
+		ask = append(ask, inventory.HoldRef{Node: "WH-1", ID: uuid.NewString()})
+	}
+	ask = append(ask, inventory.HoldRef{Node: "WH-1", ID: sid}) // in the last chunk
+	got, err := s.HoldStates(ctx, ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[inventory.HoldRef{Node: "WH-1", ID: sid}] != inventory.HoldOpen {
+		t.Errorf("HoldStates of %d ids: got %v, want only %s open", len(ask), got, sid)
+	}
+}
