@@ -48,7 +48,7 @@ type IntakeConfig struct {
 	// overloaded at once, before any work, so that accepted orders keep
 	// their latency; default 50ms.
 	LatencyBudget time.Duration
-	// MinInFlight and MaxInFlight bound that limit; defaults 32 and 1024.
+	// MinInFlight and MaxInFlight bound that limit; defaults 64 and 1024.
 	MinInFlight, MaxInFlight int
 	// Review tunes the built-in review checks.
 	Review ReviewConfig
@@ -65,7 +65,7 @@ func (c *IntakeConfig) setDefaults() {
 	c.MaxPlanAttempts = cmpOr(c.MaxPlanAttempts, 4)
 	c.SettleTimeout = cmpOr(c.SettleTimeout, 10*time.Second)
 	c.LatencyBudget = cmpOr(c.LatencyBudget, 50*time.Millisecond)
-	c.MinInFlight = cmpOr(c.MinInFlight, 32)
+	c.MinInFlight = cmpOr(c.MinInFlight, 64)
 	c.MaxInFlight = cmpOr(c.MaxInFlight, 1024)
 	c.Review.setDefaults()
 	if c.Log == nil {
