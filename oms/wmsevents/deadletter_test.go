@@ -231,4 +231,3 @@ func TestTransientFailuresAreRetriedVisiblyNotDeadLettered(t *testing.T) {
 		t.Errorf("got %v dead letters, want none for a transient failure", n)
 	}
 }
-
