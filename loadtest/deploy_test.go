@@ -34,6 +34,11 @@ var serverMetrics = map[string]bool{
 	"omsd_wms_events_total":                  true,
 	"omsd_consumer_lag_messages":             true,
 	"omsd_inventory_not_ready_nodes":         true,
+	"omsd_outbox_dead_rows":                  true,
+	"omsd_outbox_dead_lettered_total":        true,
+	"omsd_outbox_refused_total":              true,
+	"omsd_wmsevents_dead_lettered_total":     true,
+	"omsd_wmsevents_retrying_events":         true,
 }
 
 var metricRE = regexp.MustCompile(`\bomsd_[a-z0-9_]+`)
@@ -227,6 +232,9 @@ func TestPrometheusAlertRulesAreValid(t *testing.T) {
 		{"omsd_outbox_lag_seconds", "> 30 for 2m"},
 		{"omsd_inventory_drift_units_total", "[10m])) > 0"},
 		{"omsd_inventory_not_ready_nodes", "> 0"},
+		{"omsd_outbox_dead_rows", "> 0"},
+		{"omsd_wmsevents_dead_lettered_total", "increase("},
+		{"omsd_wmsevents_retrying_events", "> 0 for 5m"},
 		{"omsd_http_requests_total", `status=~"5.."`},
 		{"omsd_http_request_duration_seconds", "histogram_quantile(0.99"},
 	} {

@@ -17,10 +17,15 @@ const (
 	TopicShipments = "oms.shipments" // key = node id
 	TopicWMSEvents = "wms.events"    // key = shipment id
 	TopicOrders    = "oms.orders"    // key = order id
+	// TopicWMSEventsDLQ receives the warehouse events omsd cannot apply,
+	// ever (malformed, unknown shipment, contradicting the state): the
+	// original key and value, with dlq.* headers saying why and whence.
+	TopicWMSEventsDLQ = "wms.events.dlq"
 )
 
-// Topics lists every topic omsd uses.
-var Topics = []string{TopicShipments, TopicWMSEvents, TopicOrders}
+// Topics lists every topic omsd uses. (The relay has no dead-letter topic:
+// a row the broker refuses is set aside in the outbox table itself.)
+var Topics = []string{TopicShipments, TopicWMSEvents, TopicOrders, TopicWMSEventsDLQ}
 
 // KafkaConfig configures the in-process broker. The zero value is an
 // in-memory single broker with the contract topics at 8 partitions.

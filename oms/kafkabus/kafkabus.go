@@ -17,7 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -175,4 +178,57 @@ func Ping(ctx context.Context, brokers []string) error {
 		last = err
 	}
 	return fmt.Errorf("kafkabus: no broker answers: %w", last)
+}
+
+// Dead-letter headers: a dead-lettered message keeps the original key,
+// value and headers, and gains these.
+const (
+	HeaderDLQReason    = "dlq.reason"    // a short label: malformed, invalid, unknown_shipment, conflict
+	HeaderDLQError     = "dlq.error"     // the error text (no payload data)
+	HeaderDLQTopic     = "dlq.topic"     // where the message was consumed from
+	HeaderDLQPartition = "dlq.partition" // its partition, decimal
+	HeaderDLQOffset    = "dlq.offset"    // its offset, decimal
+	HeaderDLQTime      = "dlq.time"      // when it was dead-lettered, RFC 3339 UTC
+)
+
+// maxDLQError bounds the error header.
+const maxDLQError = 1000
+
+// DeadLetter returns the message to write to a dead-letter topic for m,
+// which failed for good with err: m's key, value and headers (earlier dlq.*
+// headers dropped), and the dlq.* headers. The topic is the writer's.
+func DeadLetter(m kafka.Message, reason string, err error, at time.Time) kafka.Message {
+	msg := ""
+	if err != nil {
+		msg = strings.ToValidUTF8(err.Error(), "?")
+		for len(msg) > maxDLQError {
+			_, n := utf8.DecodeLastRuneInString(msg)
+			msg = msg[:len(msg)-n]
+		}
+	}
+	hs := make([]kafka.Header, 0, len(m.Headers)+6)
+	for _, h := range m.Headers {
+		if !strings.HasPrefix(h.Key, "dlq.") {
+			hs = append(hs, h)
+		}
+	}
+	hs = append(hs,
+		kafka.Header{Key: HeaderDLQReason, Value: []byte(reason)},
+		kafka.Header{Key: HeaderDLQError, Value: []byte(msg)},
+		kafka.Header{Key: HeaderDLQTopic, Value: []byte(m.Topic)},
+		kafka.Header{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(m.Partition))},
+		kafka.Header{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		kafka.Header{Key: HeaderDLQTime, Value: []byte(at.UTC().Format(time.RFC3339Nano))},
+	)
+	return kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
+}
+
+// Header returns the value of a message's last header named key.
+func Header(m kafka.Message, key string) (string, bool) {
+	for i := len(m.Headers) - 1; i >= 0; i-- {
+		if m.Headers[i].Key == key {
+			return string(m.Headers[i].Value), true
+		}
+	}
+	return "", false
 }

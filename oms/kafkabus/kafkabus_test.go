@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -92,5 +94,36 @@ func TestConsumeCommitsOnlyWhatWasHandled(t *testing.T) {
 	r2.Close()
 	if string(m.Value) != "10" {
 		t.Errorf("got %q after a failed handler, want the uncommitted message 10 again", m.Value)
+	}
+}
+
+func TestDeadLetterKeepsTheMessageAndSaysWhyAndWhence(t *testing.T) {
+	m := kafka.Message{Topic: "wms.events", Partition: 3, Offset: 42, Key: []byte("k"), Value: []byte("\xff not json"),
+		Headers: []kafka.Header{{Key: "trace", Value: []byte("t1")}, {Key: "dlq.reason", Value: []byte("old")}}}
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
+	d := DeadLetter(m, "malformed", errors.New(strings.Repeat("é", 600)+"\xff"), at)
+	if string(d.Key) != "k" || string(d.Value) != "\xff not json" || d.Topic != "" {
+		t.Fatalf("got key %q value %q topic %q, want the original key and value, the writer's topic", d.Key, d.Value, d.Topic)
+	}
+	for k, want := range map[string]string{
+		"trace": "t1", HeaderDLQReason: "malformed", HeaderDLQTopic: "wms.events",
+		HeaderDLQPartition: "3", HeaderDLQOffset: "42", HeaderDLQTime: "2030-01-02T02:04:05Z",
+	} {
+		if got, ok := Header(d, k); !ok || got != want {
+			t.Errorf("header %s: got %q, want %q", k, got, want)
+		}
+	}
+	n := 0
+	for _, h := range d.Headers {
+		if h.Key == HeaderDLQReason {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("got %d reason headers, want 1 (an earlier one dropped)", n)
+	}
+	e, _ := Header(d, HeaderDLQError)
+	if len(e) > maxDLQError || !utf8.ValidString(e) || !strings.HasPrefix(e, "éé") {
+		t.Errorf("error header: %d bytes, valid UTF-8 %v; want at most %d bytes of valid UTF-8", len(e), utf8.ValidString(e), maxDLQError)
 	}
 }

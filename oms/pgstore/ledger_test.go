@@ -11,7 +11,7 @@ import (
 	"github.com/omsd/omsd/oms"
 )
 
-func setShipmentStatus(sid, status string) func(o *oms.Order) ([]oms.OutboxEvent, error) {
+func setShipmentStatus(sid string, status oms.ShipmentStatus) func(o *oms.Order) ([]oms.OutboxEvent, error) {
 	return func(o *oms.Order) ([]oms.OutboxEvent, error) {
 		for i := range o.Shipments {
 			if o.Shipments[i].ID == sid {
@@ -37,7 +37,7 @@ func TestLedgerStateAndHoldStates(t *testing.T) {
 	cancelled := storeOrder(t, s, "WH-1", "SKU-1", 1).Shipments[0].ID
 	for ev, fn := range map[string]func(o *oms.Order) ([]oms.OutboxEvent, error){
 		"ev-ship":   shipFn(shipped),
-		"ev-cancel": setShipmentStatus(cancelled, oms.ShipCancelled),
+		"ev-cancel": setShipmentStatus(cancelled, oms.ShipmentCancelled),
 	} {
 		sid := shipped
 		if ev == "ev-cancel" {

@@ -5,10 +5,22 @@
 // only after its event was applied, and the pipeline deduplicates by
 // event_id in the same transaction as the state change, so a redelivery
 // (after a crash, a rebalance, or a duplicate from the warehouse) changes
-// nothing. Malformed messages and events that cannot apply (unknown
-// shipment, contradicting a final state) are logged and committed; any
-// other error is transient and the event is retried with backoff, never
-// skipped.
+// nothing.
+//
+// One bad event never stops the pipeline. A message is decoded strictly
+// (valid UTF-8, no unknown fields, no wrong types, no NUL characters, no
+// trailing data, at most MaxMessageBytes) and validated
+// (oms.ValidateWMSEvent) before anything is applied. A message that fails
+// for good (malformed, invalid, unknown shipment, contradicting the
+// shipment's state) is written to the dead-letter topic (wms.events.dlq:
+// the original key and value, with the dlq.* headers of
+// kafkabus.DeadLetter saying why, the source partition and offset and the
+// time), counted in omsd_wmsevents_dead_lettered_total{reason}, and
+// committed once that write succeeded. Any other error (the database
+// unavailable, an internal error) is transient: the event is retried with
+// capped backoff, never skipped and never dead-lettered, and counted while
+// it waits (omsd_wmsevents_retrying_events, and outcome "retried" of
+// omsd_wms_events_total), so a stalled worker is visible.
 //
 // Several omsd instances share the partitions through one consumer group.
 // Within an instance, messages are applied by several workers, each owning
@@ -18,15 +30,19 @@
 package wmsevents
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -49,6 +65,12 @@ type Config struct {
 	GroupID string
 	// Topic; default wms.events.
 	Topic string
+	// DeadLetterTopic receives the events that can never apply; default
+	// wms.events.dlq.
+	DeadLetterTopic string
+	// MaxMessageBytes bounds a message's value; a larger one is malformed.
+	// Default 64 KiB.
+	MaxMessageBytes int
 	// Workers apply events concurrently (per shipment in order); default 8.
 	Workers int
 	// MaxInFlight bounds fetched but uncommitted messages; default 1024.
@@ -76,6 +98,12 @@ func (c *Config) setDefaults() {
 	if c.Topic == "" {
 		c.Topic = oms.TopicWMSEvents
 	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = DeadLetterTopic
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
 	if c.Workers <= 0 {
 		c.Workers = 8
 	}
@@ -93,13 +121,23 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// DeadLetterTopic is the default dead-letter topic.
+const DeadLetterTopic = "wms.events.dlq"
+
 // Consumer applies wms.events to orders.
 type Consumer struct {
 	cfg Config
 	app Applier
+	dlq dlqWriter // set by Run
 
-	events *prometheus.CounterVec
-	lag    *prometheus.GaugeVec
+	events   *prometheus.CounterVec
+	dead     *prometheus.CounterVec
+	retrying prometheus.Gauge
+	lag      *prometheus.GaugeVec
+}
+
+type dlqWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
 // New builds a consumer.
@@ -113,12 +151,20 @@ func New(cfg Config, app Applier) (*Consumer, error) {
 		Name: "omsd_wms_events_total",
 		Help: "Warehouse events consumed, by type and outcome (applied, malformed, unknown_shipment, rejected, retried).",
 	}, []string{"type", "outcome"})
+	c.dead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omsd_wmsevents_dead_lettered_total",
+		Help: "Warehouse events written to the dead-letter topic because they can never apply, by reason (malformed, invalid, unknown_shipment, conflict).",
+	}, []string{"reason"})
+	c.retrying = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "omsd_wmsevents_retrying_events",
+		Help: "Warehouse events waiting for a retry after a transient error (their worker and partition wait with them).",
+	})
 	c.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "omsd_consumer_lag_messages", Help: "Messages behind the end of the topic, as the consumer last saw it.",
 	}, []string{"topic"})
 	c.lag.WithLabelValues(cfg.Topic).Set(0) // exported from the start
 	if cfg.Registerer != nil {
-		for _, col := range []prometheus.Collector{c.events, c.lag} {
+		for _, col := range []prometheus.Collector{c.events, c.dead, c.retrying, c.lag} {
 			if err := cfg.Registerer.Register(col); err != nil {
 				return nil, fmt.Errorf("wmsevents: register metrics: %w", err)
 			}
@@ -137,6 +183,12 @@ func (e errStop) Unwrap() error { return e.err }
 // connection, commit refused after a rebalance) is closed and opened again
 // after a backoff; uncommitted messages are delivered again.
 func (c *Consumer) Run(ctx context.Context) error {
+	w, err := kafkabus.NewWriter(kafkabus.WriterConfig{Brokers: c.cfg.Brokers, Topic: c.cfg.DeadLetterTopic})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	c.dlq = w
 	backoff := time.Duration(0)
 	for {
 		err := c.session(ctx)
@@ -297,61 +349,145 @@ func (c *Consumer) session(parent context.Context) error {
 	return context.Cause(ctx)
 }
 
-// handle applies one message, retrying transient errors until they pass
-// or ctx ends. It returns an error only to stop the session (ctx ended or
-// the AfterApply hook).
-func (c *Consumer) handle(ctx context.Context, m kafka.Message) error {
+// errMalformed marks a message that is not a warehouse event.
+var errMalformed = errors.New("wmsevents: malformed message")
+
+// Decode reads a warehouse event strictly: the value must be valid UTF-8,
+// at most maxBytes, one JSON object with only the known fields, each of
+// its type, no NUL character in any string, nothing after it; and the
+// event must pass oms.ValidateWMSEvent. A decoding failure wraps
+// errMalformed; a validation failure is oms.KindInvalid.
+func Decode(value []byte, maxBytes int) (oms.WMSEvent, error) {
 	var ev oms.WMSEvent
-	if err := json.Unmarshal(m.Value, &ev); err != nil {
+	switch {
+	case maxBytes > 0 && len(value) > maxBytes:
+		return ev, fmt.Errorf("%w: %d bytes, at most %d", errMalformed, len(value), maxBytes)
+	case !utf8.Valid(value):
+		return ev, fmt.Errorf("%w: not valid UTF-8", errMalformed)
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ev); err != nil {
+		return oms.WMSEvent{}, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return oms.WMSEvent{}, fmt.Errorf("%w: data after the event", errMalformed)
+	}
+	for _, f := range []string{ev.EventID, string(ev.Type), ev.ShipmentID, ev.TrackingNumber, ev.Reason} {
+		if strings.ContainsRune(f, 0) {
+			return oms.WMSEvent{}, fmt.Errorf("%w: a NUL character in a string", errMalformed)
+		}
+	}
+	if err := oms.ValidateWMSEvent(ev); err != nil {
+		return oms.WMSEvent{}, err
+	}
+	return ev, nil
+}
+
+// handle applies one message, retrying transient errors until they pass
+// or ctx ends; a message that can never apply is dead-lettered. It returns
+// an error only to stop the session (ctx ended or the AfterApply hook).
+func (c *Consumer) handle(ctx context.Context, m kafka.Message) error {
+	ev, err := Decode(m.Value, c.cfg.MaxMessageBytes)
+	if err != nil {
 		c.events.WithLabelValues("unknown", "malformed").Inc()
-		c.cfg.Logger.Warn("oms.wmsevents: malformed message skipped", "partition", m.Partition, "offset", m.Offset, "err", err)
-		return nil
+		reason := "invalid"
+		if errors.Is(err, errMalformed) {
+			reason = "malformed"
+		}
+		c.cfg.Logger.Warn("oms.wmsevents: malformed event dead-lettered", "partition", m.Partition, "offset", m.Offset, "err", err)
+		return c.finish(ctx, m, reason, err)
 	}
 	typ := ev.Type
-	if err := oms.ValidateWMSEvent(ev); err != nil {
-		c.events.WithLabelValues("unknown", "malformed").Inc()
-		c.cfg.Logger.Warn("oms.wmsevents: invalid event skipped", "partition", m.Partition, "offset", m.Offset, "event_id", ev.EventID, "err", err)
-		return nil
-	}
 	backoff := c.cfg.MinBackoff
+	retrying := false
+	defer func() {
+		if retrying {
+			c.retrying.Dec()
+		}
+	}()
 	for {
 		_, err := c.app.ApplyWMSEvent(ctx, ev)
-		outcome := ""
+		outcome, reason := "", ""
 		switch oms.KindOf(err) {
-		case oms.KindInternal, oms.KindUnavailable:
+		case oms.KindInternal, oms.KindUnavailable, oms.KindRateLimited:
 			if err == nil {
 				outcome = "applied"
 			}
 		case oms.KindNotFound:
-			outcome = "unknown_shipment"
-			c.cfg.Logger.Warn("oms.wmsevents: event for an unknown shipment skipped", "event_id", ev.EventID, "shipment_id", ev.ShipmentID)
-		case oms.KindInvalid, oms.KindBadRequest:
-			outcome = "malformed"
-			c.cfg.Logger.Warn("oms.wmsevents: invalid event skipped", "event_id", ev.EventID, "err", err)
-		default: // KindConflict: recorded by the pipeline, nothing to retry
-			outcome = "rejected"
+			outcome, reason = "unknown_shipment", "unknown_shipment"
+			c.cfg.Logger.Warn("oms.wmsevents: event for an unknown shipment dead-lettered", "event_id", ev.EventID, "shipment_id", ev.ShipmentID)
+		case oms.KindConflict:
+			// Recorded by the pipeline as processed; nothing to retry.
+			outcome, reason = "rejected", "conflict"
+		default: // KindInvalid, KindBadRequest, KindTooLarge, KindUnauthorized
+			outcome, reason = "malformed", "invalid"
+			c.cfg.Logger.Warn("oms.wmsevents: invalid event dead-lettered", "event_id", ev.EventID, "err", err)
 		}
 		if outcome != "" {
-			c.events.WithLabelValues(string(typ), outcome).Inc()
-			if c.cfg.AfterApply != nil {
-				if herr := c.cfg.AfterApply(m); herr != nil {
-					return errStop{herr}
-				}
+			if retrying {
+				retrying = false
+				c.retrying.Dec()
 			}
-			return nil
+			c.events.WithLabelValues(string(typ), outcome).Inc()
+			return c.finish(ctx, m, reason, err)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if !retrying {
+			retrying = true
+			c.retrying.Inc()
+		}
 		c.events.WithLabelValues(string(typ), "retried").Inc()
 		c.cfg.Logger.Warn("oms.wmsevents: transient error, retrying", "event_id", ev.EventID, "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, backoff) {
 			return ctx.Err()
-		case <-t.C:
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// finish ends a message: dead-letters it first when reason is set
+// (retrying that write until it succeeds or ctx ends: the message is
+// committed only after it), then runs the AfterApply hook.
+func (c *Consumer) finish(ctx context.Context, m kafka.Message, reason string, cause error) error {
+	if reason != "" {
+		backoff := c.cfg.MinBackoff
+		for {
+			dl := kafkabus.DeadLetter(m, reason, cause, time.Now())
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := c.dlq.WriteMessages(wctx, dl)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.cfg.Logger.Warn("oms.wmsevents: dead-letter write failed, retrying", "partition", m.Partition, "offset", m.Offset, "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, c.cfg.MaxBackoff)
+		}
+		c.dead.WithLabelValues(reason).Inc()
+	}
+	if c.cfg.AfterApply != nil {
+		if herr := c.cfg.AfterApply(m); herr != nil {
+			return errStop{herr}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

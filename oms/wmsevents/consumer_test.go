@@ -120,7 +120,7 @@ func start(t *testing.T, c *wmsevents.Consumer) (stop func()) {
 	}
 }
 
-func TestConsumerSkipsMalformedRetriesTransientAndCommits(t *testing.T) {
+func TestConsumerDeadLettersMalformedRetriesTransientAndCommits(t *testing.T) {
 	brokers := stacktest.NewKafka(t).Brokers()
 	s1, s2, s3, s4 := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 	rec := &recorder{script: map[string][]error{
@@ -162,6 +162,14 @@ func TestConsumerSkipsMalformedRetriesTransientAndCommits(t *testing.T) {
 		if got := metric(t, reg, "omsd_wms_events_total", c.outcome); got != c.want {
 			t.Errorf("outcome %s: got %v, want %v", c.outcome, got, c.want)
 		}
+	}
+	reasons := map[string]int{}
+	for _, m := range readTopic(t, brokers, wmsevents.DeadLetterTopic) {
+		r, _ := kafkabus.Header(m, kafkabus.HeaderDLQReason)
+		reasons[r]++
+	}
+	if fmt.Sprint(reasons) != fmt.Sprint(map[string]int{"conflict": 1, "invalid": 1, "malformed": 1, "unknown_shipment": 1}) {
+		t.Errorf("dead letters by reason: got %v, want one malformed, invalid, unknown_shipment and conflict each", reasons)
 	}
 	for s, ids := range rec.byShipment() {
 		last := ""
