@@ -56,6 +56,11 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	}
 	if a.reconciler, err = inventory.NewReconciler(a.store, a.stock, inventory.ReconcilerConfig{
 		Interval: a.cfg.ReconcileEvery, Logger: a.log, Registerer: a.reg,
+		// A hold that cannot be restored puts its order in review (the
+		// fulfillment service is wired below; the reconciler runs later).
+		OnUnfitHold: func(ctx context.Context, node, holdID string) error {
+			return a.fulfillment.ReviewUnfitHold(ctx, node, holdID)
+		},
 	}); err != nil {
 		return err
 	}
