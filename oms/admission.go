@@ -21,15 +21,16 @@ type admission struct {
 	inflight atomic.Int64
 	done     atomic.Int64 // completions in the current window
 	mu       sync.Mutex
-	start    time.Time // of the current window
-	rate     float64   // completions per second, smoothed
+	start    atomic.Int64 // of the current window, unix nanoseconds
+	rate     float64      // completions per second, smoothed (under mu)
 	limit    atomic.Int64
 }
 
 const admissionWindow = 250 * time.Millisecond
 
 func newAdmission(budget time.Duration, floor, ceiling int) *admission {
-	a := &admission{budget: budget, floor: int64(floor), ceiling: int64(max(ceiling, floor)), start: time.Now()}
+	a := &admission{budget: budget, floor: int64(floor), ceiling: int64(max(ceiling, floor))}
+	a.start.Store(time.Now().UnixNano())
 	a.limit.Store(a.ceiling)
 	return a
 }
@@ -52,16 +53,16 @@ func (a *admission) leave() {
 
 // tick closes the window when it is over and sets the next limit.
 func (a *admission) tick(now time.Time) {
-	if now.Sub(a.start) < admissionWindow || !a.mu.TryLock() {
+	if time.Duration(now.UnixNano()-a.start.Load()) < admissionWindow || !a.mu.TryLock() {
 		return
 	}
 	defer a.mu.Unlock()
-	elapsed := now.Sub(a.start)
+	elapsed := time.Duration(now.UnixNano() - a.start.Load())
 	if elapsed < admissionWindow {
 		return
 	}
 	rate := float64(a.done.Swap(0)) / elapsed.Seconds()
-	a.start = now
+	a.start.Store(now.UnixNano())
 	if a.rate == 0 {
 		a.rate = rate
 	} else {

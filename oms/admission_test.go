@@ -7,7 +7,7 @@ import (
 
 func TestAdmissionLimitFollowsThroughputTimesBudget(t *testing.T) {
 	a := newAdmission(50*time.Millisecond, 4, 1000)
-	now := a.start
+	now := time.Unix(0, a.start.Load())
 	// 1,000 orders completed in one window: 4,000/s, so 200 may be inside.
 	for range 1000 {
 		if !a.enter(now) {
