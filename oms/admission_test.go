@@ -1,6 +1,8 @@
 package oms
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -43,5 +45,32 @@ func TestAdmissionLimitFollowsThroughputTimesBudget(t *testing.T) {
 	}
 	if !a.enter(now) {
 		t.Error("refused with nothing inside")
+	}
+}
+
+func TestAdmissionUnderConcurrency(t *testing.T) {
+	a := newAdmission(time.Millisecond, 2, 8)
+	var wg sync.WaitGroup
+	var inside, most atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			for range 500 {
+				if !a.enter(time.Now()) {
+					continue
+				}
+				n := inside.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				inside.Add(-1)
+				a.leave()
+			}
+		})
+	}
+	wg.Wait()
+	if m := most.Load(); m > 8 {
+		t.Errorf("got %d orders inside at once, want at most the ceiling of 8", m)
+	}
+	if n := a.inflight.Load(); n != 0 {
+		t.Errorf("got %d in flight after every order left, want 0", n)
 	}
 }
