@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omsd/omsd/inventory"
 	"github.com/omsd/omsd/inventory/memstock"
@@ -178,13 +179,14 @@ type fixture struct {
 	store *fakeStore
 	stock *memstock.Store
 	f     *FulfillmentService
+	reg   *prometheus.Registry
 	now   time.Time
 }
 
 func newFixture(t *testing.T, stock map[string]int64) *fixture {
 	t.Helper()
 	fx := &fixture{t: t, store: newFakeStore(), stock: memstock.New(memstock.Config{AutoReady: true}),
-		now: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}
+		now: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC), reg: prometheus.NewRegistry()}
 	var nodes []sourcing.Node
 	for i, n := range []string{"A", "B", "C"} {
 		nodes = append(nodes, sourcing.Node{ID: n, Type: sourcing.NodeWarehouse, Priority: 30 - 10*i, Active: true})
@@ -195,7 +197,11 @@ func newFixture(t *testing.T, stock map[string]int64) *fixture {
 			t.Fatal(err)
 		}
 	}
-	fx.f = NewFulfillmentService(FulfillmentConfig{}, fx.store, fx.stock, fakeCatalog{nodes}, nil, nil)
+	f, err := NewFulfillmentService(FulfillmentConfig{Registerer: fx.reg}, fx.store, fx.stock, fakeCatalog{nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.f = f
 	fx.f.Now = func() time.Time { return fx.now }
 	return fx
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/omsd/omsd/inventory/redisstock"
 	"github.com/omsd/omsd/oms"
@@ -19,7 +18,10 @@ import (
 // warehouse events, expiry), the outbox relay, the wms.events consumer and
 // the expiry worker, and registers their routes and workers.
 func (a *app) wirePipeline(ctx context.Context, brokers []string, stock *redisstock.Store, catalog *oms.CatalogCache, limits oms.Limits) error {
-	f := oms.NewFulfillmentService(oms.FulfillmentConfig{}, a.store, stock, catalog, a.log, a.reg)
+	f, err := oms.NewFulfillmentService(oms.FulfillmentConfig{Logger: a.log, Registerer: a.reg}, a.store, stock, catalog)
+	if err != nil {
+		return err
+	}
 	f.GiveBack = oms.GiveBackLimits(limits, catalog, a.log)
 	a.http.Register(httpapi.FulfillmentRoutes(f))
 
@@ -42,7 +44,7 @@ func (a *app) wirePipeline(ctx context.Context, brokers []string, stock *redisst
 	}
 	a.workers["oms.relay: publish outbox"] = rel.Run
 	a.workers["oms.wmsevents: consume warehouse events"] = cons.Run
-	a.workers["oms.fulfillment: expire unpaid orders"] = func(ctx context.Context) error { return f.RunExpiry(ctx, time.Second) }
+	a.workers["oms.fulfillment: expire unpaid orders"] = f.RunExpiry
 	return nil
 }
 
