@@ -141,7 +141,9 @@ func TestNoLifecycleMoveLeavesTheStateMachines(t *testing.T) {
 						if marks.flags != nil {
 							o.CancelReason = "earlier"
 						}
-						where := func() string { return m.name + " on " + string(st) + " " + fmtShips(ships) + " paid=" + fmtBool(paid) + " flags=" + fmtBool(marks.flags != nil) }
+						where := func() string {
+							return m.name + " on " + string(st) + " " + fmtShips(ships) + " paid=" + fmtBool(paid) + " flags=" + fmtBool(marks.flags != nil)
+						}
 						before := snapshot(o)
 						ch, err := m.fn(o)
 						if snapshot(o) != before {
