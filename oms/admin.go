@@ -252,33 +252,13 @@ func (a *Admin) PutPromotion(ctx context.Context, p Promotion) error {
 	return a.catalog.Refresh(ctx)
 }
 
-// ClearReview clears the hold of an on_hold order: a paid order is
-// released to fulfillment (shipment.requested for each shipment), an
-// unpaid one waits for its payment.
+// ClearReview ends the review of an in-review (on_hold) order (see the
+// lifecycle function ClearReview): a paid order is released to
+// fulfillment (shipment.requested for each pending shipment), an unpaid
+// one waits for its payment. Errors: KindConflict not-on-hold.
 func (a *Admin) ClearReview(ctx context.Context, id string) (*Order, error) {
-	now := a.Now().UTC()
-	return a.store.TransitionOrder(ctx, id, func(o *Order) ([]OutboxEvent, error) {
-		if o.Status != OrderInReview {
-			return nil, Errorf(KindConflict, SlugNotInReview, "order is %s, not on_hold", o.Status)
-		}
-		o.ReviewReasons = nil
-		o.Version++
-		var evs []OutboxEvent
-		if o.PaymentStatus == PaymentPaid {
-			if err := Transition(o, OrderReleased); err != nil {
-				return nil, err
-			}
-			for i := range o.Shipments {
-				o.Shipments[i].Status = ShipmentRequested
-				evs = append(evs, shipmentEvent(EventShipmentRequested, o, &o.Shipments[i], now))
-			}
-			evs = append(evs, orderEvent(EventOrderReleased, o, now))
-		} else {
-			if err := Transition(o, OrderPendingPayment); err != nil {
-				return nil, err
-			}
-			evs = append(evs, orderEvent(EventOrderReviewCleared, o, now))
-		}
-		return evs, nil
-	})
+	var ch Change
+	return a.store.TransitionOrder(ctx, id, step(&ch, func(o *Order) (Change, error) {
+		return ClearReview(o, a.Now().UTC())
+	}))
 }

@@ -102,7 +102,10 @@ func newPipeline(t *testing.T, paymentTimeout time.Duration) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.f = oms.NewFulfillmentService(oms.FulfillmentConfig{}, p.store, p.stock, catalog, nil, p.reg)
+	p.f, err = oms.NewFulfillmentService(oms.FulfillmentConfig{ExpiryPeriod: 100 * time.Millisecond, Registerer: p.reg}, p.store, p.stock, catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.gate = &gate{inner: p.f, held: map[string]*hold{}, seen: map[string]int{}}
 	p.brokers = stacktest.NewKafka(t).Brokers()
 	return p
@@ -208,7 +211,7 @@ func (p *pipeline) sim(group string, cfg wmssim.Config) {
 func (p *pipeline) startAll() {
 	p.run("relay", p.newRelay(relay.Config{}).Run)
 	p.run("consumer", p.newConsumer(wmsevents.Config{}).Run)
-	p.run("expiry", func(ctx context.Context) error { return p.f.RunExpiry(ctx, 100*time.Millisecond) })
+	p.run("expiry", p.f.RunExpiry)
 }
 
 func (p *pipeline) node(id string, priority int) {
@@ -757,7 +760,10 @@ func TestExpiryOnSeveralInstancesWithTheSweeperReleasesEachHoldOnce(t *testing.T
 	}
 	p.wantStock("N1", "SKU-E", 1000, 5+2*n)
 
-	second := oms.NewFulfillmentService(oms.FulfillmentConfig{ExpiryBatch: 7}, p.store, p.stock, nil, nil, nil)
+	second, err := oms.NewFulfillmentService(oms.FulfillmentConfig{ExpiryBatch: 7}, p.store, p.stock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	late := time.Now().Add(time.Hour) // past the payment deadline and the Redis grace
 	var expired atomic.Int64
 	var swept atomic.Int64

@@ -2,285 +2,15 @@ package oms
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/omsd/omsd/inventory"
 	"github.com/omsd/omsd/inventory/memstock"
-	"github.com/omsd/omsd/sourcing"
 )
-
-// fakeStore is an in-memory FulfillmentStore with the semantics of
-// pgstore: one lock per call stands for the transaction.
-type fakeStore struct {
-	mu        sync.Mutex
-	orders    map[string]*Order
-	processed map[string]bool
-	outbox    []OutboxEvent
-	shipped   map[string]int64 // "node/sku" -> units booked by the ship ledger
-}
-
-func newFakeStore() *fakeStore {
-	return &fakeStore{orders: map[string]*Order{}, processed: map[string]bool{}, shipped: map[string]int64{}}
-}
-
-func clone(o *Order) *Order {
-	b, _ := json.Marshal(o)
-	var c Order
-	_ = json.Unmarshal(b, &c)
-	for i := range c.Shipments {
-		c.Shipments[i].HoldID = c.Shipments[i].ID
-	}
-	return &c
-}
-
-func (s *fakeStore) put(o *Order) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.orders[o.ID] = clone(o)
-}
-
-func (s *fakeStore) transition(id string, fn func(o *Order) ([]OutboxEvent, error)) (*Order, []OutboxEvent, error) {
-	cur, ok := s.orders[id]
-	if !ok {
-		return nil, nil, ErrNotFound
-	}
-	o := clone(cur)
-	v := o.Version
-	evs, err := fn(o)
-	if err != nil {
-		return nil, nil, err
-	}
-	if o.Version == v {
-		o.Version++
-	}
-	return o, evs, nil
-}
-
-func (s *fakeStore) TransitionOrder(_ context.Context, id string, fn func(o *Order) ([]OutboxEvent, error)) (*Order, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, evs, err := s.transition(id, fn)
-	if err != nil {
-		return nil, err
-	}
-	s.orders[id] = clone(o)
-	s.outbox = append(s.outbox, evs...)
-	return clone(o), nil
-}
-
-func (s *fakeStore) ApplyEvent(_ context.Context, eventID, orderID string, fn func(o *Order) ([]OutboxEvent, error)) (*Order, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.processed[eventID] {
-		o, ok := s.orders[orderID]
-		if !ok {
-			return nil, false, ErrNotFound
-		}
-		return clone(o), false, nil
-	}
-	was := map[string]ShipmentStatus{}
-	for _, sh := range s.orders[orderID].Shipments {
-		was[sh.ID] = sh.Status
-	}
-	o, evs, err := s.transition(orderID, fn)
-	if errors.Is(err, ErrEventIgnored) {
-		s.processed[eventID] = true
-		return clone(s.orders[orderID]), false, err
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	s.processed[eventID] = true
-	for _, sh := range o.Shipments {
-		if sh.Status == ShipmentShipped && was[sh.ID] != ShipmentShipped {
-			for _, l := range sh.Lines {
-				s.shipped[sh.NodeID+"/"+l.SKU] += l.Qty
-			}
-		}
-	}
-	s.orders[orderID] = clone(o)
-	s.outbox = append(s.outbox, evs...)
-	return clone(o), true, nil
-}
-
-func (s *fakeStore) ShipmentOrder(_ context.Context, shipmentID string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, o := range s.orders {
-		for _, sh := range o.Shipments {
-			if sh.ID == shipmentID {
-				return o.ID, nil
-			}
-		}
-	}
-	return "", ErrNotFound
-}
-
-func (s *fakeStore) DueForExpiry(_ context.Context, now time.Time, limit int) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ids []string
-	for id, o := range s.orders {
-		if o.PaymentStatus == PaymentPending && (o.Status == OrderPendingPayment || o.Status == OrderInReview) &&
-			o.ReservedUntil != nil && !o.ReservedUntil.After(now) && len(ids) < limit {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
-
-func (s *fakeStore) GetOrder(_ context.Context, id string) (*Order, []byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.orders[id]
-	if !ok {
-		return nil, nil, ErrNotFound
-	}
-	return clone(o), nil, nil
-}
-
-// types returns the event types written to the outbox since mark.
-func (s *fakeStore) types(mark int) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, e := range s.outbox[mark:] {
-		var p struct {
-			Type string `json:"type"`
-		}
-		_ = json.Unmarshal(e.Payload, &p)
-		out = append(out, p.Type)
-	}
-	return out
-}
-
-func (s *fakeStore) mark() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.outbox)
-}
-
-type fakeCatalog struct{ nodes []sourcing.Node }
-
-func (c fakeCatalog) Candidates() []sourcing.Node { return c.nodes }
-func (c fakeCatalog) Rules() *sourcing.RuleSet    { return sourcing.DefaultRules() }
-
-// fixture is a pipeline on fakes, with stock at nodes A, B and C.
-type fixture struct {
-	t     *testing.T
-	store *fakeStore
-	stock *memstock.Store
-	f     *FulfillmentService
-	now   time.Time
-}
-
-func newFixture(t *testing.T, stock map[string]int64) *fixture {
-	t.Helper()
-	fx := &fixture{t: t, store: newFakeStore(), stock: memstock.New(memstock.Config{AutoReady: true}),
-		now: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}
-	var nodes []sourcing.Node
-	for i, n := range []string{"A", "B", "C"} {
-		nodes = append(nodes, sourcing.Node{ID: n, Type: sourcing.NodeWarehouse, Priority: 30 - 10*i, Active: true})
-	}
-	for key, q := range stock {
-		node, sku, _ := cut(key)
-		if _, err := fx.stock.SetStock(context.Background(), node, sku, q, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fx.f = NewFulfillmentService(FulfillmentConfig{}, fx.store, fx.stock, fakeCatalog{nodes}, nil, nil)
-	fx.f.Now = func() time.Time { return fx.now }
-	return fx
-}
-
-func cut(key string) (string, string, bool) {
-	for i := range key {
-		if key[i] == '/' {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return key, "", false
-}
-
-// order stores an order with one shipment per node spec ("A:SKU-1=2"),
-// reserving their holds.
-func (fx *fixture) order(status OrderStatus, payment string, ships ...Shipment) *Order {
-	fx.t.Helper()
-	o := &Order{ID: uuid.NewString(), Channel: "web", Status: status, PaymentStatus: payment, Version: 1,
-		ShipTo: &Address{Region: "CN-ZJ"}, Currency: "CNY"}
-	if payment == PaymentPending {
-		until := fx.now.Add(30 * time.Minute)
-		o.ReservedUntil = &until
-	}
-	for _, s := range ships {
-		s.ID = uuid.NewString()
-		s.HoldID = s.ID
-		var hl []inventory.Line
-		for _, l := range s.Lines {
-			hl = append(hl, inventory.Line{SKU: l.SKU, Qty: l.Qty})
-			o.Lines = append(o.Lines, Line{SKU: l.SKU, Qty: l.Qty, UnitPrice: 100})
-		}
-		var deadline time.Time
-		if o.ReservedUntil != nil {
-			deadline = o.ReservedUntil.Add(5 * time.Minute)
-		}
-		if err := fx.stock.Reserve(context.Background(), inventory.Hold{ID: s.ID, Node: s.NodeID, Lines: hl, Deadline: deadline}); err != nil {
-			fx.t.Fatalf("reserve: %v", err)
-		}
-		o.Shipments = append(o.Shipments, s)
-	}
-	fx.store.put(o)
-	return o
-}
-
-func ship1(node string, status ShipmentStatus, sku string, qty int64) Shipment {
-	return Shipment{NodeID: node, Status: status, Lines: []ShipLine{{SKU: sku, Qty: qty}}}
-}
-
-func (fx *fixture) level(node, sku string) inventory.Level {
-	fx.t.Helper()
-	ls, err := fx.stock.Levels(context.Background(), []inventory.Key{{Node: node, SKU: sku}})
-	if err != nil {
-		fx.t.Fatal(err)
-	}
-	return ls[0]
-}
-
-func (fx *fixture) wms(typ EventType, shipmentID, tracking string) (*Order, error) {
-	return fx.f.ApplyWMSEvent(context.Background(), WMSEvent{EventID: uuid.NewString(), Type: typ, ShipmentID: shipmentID, TrackingNumber: tracking})
-}
-
-func (fx *fixture) mustWMS(typ EventType, shipmentID, tracking string) *Order {
-	fx.t.Helper()
-	o, err := fx.wms(typ, shipmentID, tracking)
-	if err != nil {
-		fx.t.Fatalf("%s: %v", typ, err)
-	}
-	return o
-}
-
-func statuses(o *Order) []string {
-	var out []string
-	for _, s := range o.Shipments {
-		out = append(out, s.NodeID+":"+string(s.Status))
-	}
-	return out
-}
-
-func wantSlug(t *testing.T, err error, slug Slug) {
-	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) || e.Slug != slug {
-		t.Fatalf("got error %v, want slug %s", err, slug)
-	}
-}
 
 func TestPayReleasesTheOrderAndConfirmsItsHolds(t *testing.T) {
 	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
@@ -566,87 +296,6 @@ func TestShippedAfterCancelledIsAConflictAndChangesNothing(t *testing.T) {
 	}
 }
 
-func TestRejectedShipmentIsSourcedAgainElsewhere(t *testing.T) {
-	fx := newFixture(t, map[string]int64{"A/SKU-1": 10, "B/SKU-1": 10, "C/SKU-1": 10})
-	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 4))
-	mark := fx.store.mark()
-	got := fx.mustWMS(WMSRejected, o.Shipments[0].ID, "")
-	if got.Status != OrderReleased || len(got.Shipments) != 2 || got.Shipments[0].Status != ShipmentRejected ||
-		got.Shipments[1].NodeID != "B" || got.Shipments[1].Status != ShipmentRequested {
-		t.Fatalf("got %s %v, want A rejected and B requested (priority order, A excluded)", got.Status, statuses(got))
-	}
-	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"shipment.requested"}) {
-		t.Errorf("got events %v, want one shipment.requested", tp)
-	}
-	if l := fx.level("A", "SKU-1"); l.Reserved != 0 {
-		t.Errorf("A: got reserved %d, want 0 (released)", l.Reserved)
-	}
-	if l := fx.level("B", "SKU-1"); l.Reserved != 4 {
-		t.Errorf("B: got reserved %d, want 4", l.Reserved)
-	}
-	// B rejects too: C, never A again.
-	got = fx.mustWMS(WMSRejected, got.Shipments[1].ID, "")
-	if len(got.Shipments) != 3 || got.Shipments[2].NodeID != "C" {
-		t.Fatalf("got %v, want a third shipment at C", statuses(got))
-	}
-	// C rejects: nothing left; backordered, stock all released.
-	mark = fx.store.mark()
-	got = fx.mustWMS(WMSRejected, got.Shipments[2].ID, "")
-	if len(got.Shipments) != 3 || !slices.Contains(got.Flags, FlagBackordered) || got.Status != OrderReleased {
-		t.Fatalf("got %s %v flags %v, want backordered", got.Status, statuses(got), got.Flags)
-	}
-	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"order.backordered"}) {
-		t.Errorf("got events %v, want order.backordered", tp)
-	}
-	for _, n := range []string{"A", "B", "C"} {
-		if l := fx.level(n, "SKU-1"); l.Reserved != 0 {
-			t.Errorf("%s: got reserved %d, want 0", n, l.Reserved)
-		}
-	}
-}
-
-func TestRejectedDuplicateReleasesItsPreparedHolds(t *testing.T) {
-	fx := newFixture(t, map[string]int64{"A/SKU-1": 10, "B/SKU-1": 10})
-	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 4))
-	ev := WMSEvent{EventID: "rej-1", Type: WMSRejected, ShipmentID: o.Shipments[0].ID, Reason: "short-pick"}
-	if _, err := fx.f.ApplyWMSEvent(context.Background(), ev); err != nil {
-		t.Fatal(err)
-	}
-	// A second delivery racing the first: it prepared its own holds, finds
-	// the event processed, and must give them back.
-	fx.store.mu.Lock()
-	delete(fx.store.processed, "rej-1")
-	cur := fx.store.orders[o.ID]
-	saved := clone(cur)
-	cur.Shipments = cur.Shipments[:1]
-	cur.Shipments[0].Status = ShipmentRequested
-	fx.store.mu.Unlock()
-	store := &racingStore{fakeStore: fx.store, restore: saved}
-	fx.f.store = store
-	if _, err := fx.f.ApplyWMSEvent(context.Background(), ev); err != nil {
-		t.Fatal(err)
-	}
-	if l := fx.level("B", "SKU-1"); l.Reserved != 4 {
-		t.Errorf("B: got reserved %d, want 4 (only the stored shipment's hold)", l.Reserved)
-	}
-}
-
-// racingStore lets prepareResource see the order before the first
-// delivery was applied, then restores the applied state and the processed
-// mark before the transaction: the second delivery is a duplicate.
-type racingStore struct {
-	*fakeStore
-	restore *Order
-}
-
-func (s *racingStore) ApplyEvent(ctx context.Context, eventID, orderID string, fn func(o *Order) ([]OutboxEvent, error)) (*Order, bool, error) {
-	s.mu.Lock()
-	s.orders[orderID] = s.restore
-	s.processed[eventID] = true
-	s.mu.Unlock()
-	return s.fakeStore.ApplyEvent(ctx, eventID, orderID, fn)
-}
-
 func TestInvalidAndUnknownEvents(t *testing.T) {
 	fx := newFixture(t, nil)
 	for _, tc := range []struct {
@@ -664,5 +313,103 @@ func TestInvalidAndUnknownEvents(t *testing.T) {
 				t.Errorf("got %v (kind %d), want kind %d", err, KindOf(err), tc.kind)
 			}
 		})
+	}
+}
+
+// A warehouse may answer a cancel request with a rejection instead of a
+// cancellation; the order is cancelled all the same, and its purchase
+// limits come back, again on a redelivery (the limit store is idempotent).
+func TestRejectionOfACancelRequestedShipmentGivesThePurchaseLimitsBack(t *testing.T) {
+	fx := newFixture(t, map[string]int64{"A/SKU-1": 10})
+	o := fx.order(OrderReleased, PaymentPaid, ship1("A", ShipmentRequested, "SKU-1", 3))
+	var givenBack []string
+	fx.f.GiveBack = func(_ context.Context, o *Order) { givenBack = append(givenBack, string(o.Status)) }
+	if _, err := fx.f.Cancel(context.Background(), "web", o.ID, "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	ev := WMSEvent{EventID: "rej-cancel", Type: WMSRejected, ShipmentID: o.Shipments[0].ID}
+	got, err := fx.f.ApplyWMSEvent(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != OrderCancelled || got.Shipments[0].Status != ShipmentCancelled {
+		t.Fatalf("got %s %v, want cancelled", got.Status, statuses(got))
+	}
+	if !slices.Equal(givenBack, []string{string(OrderCancelled)}) {
+		t.Fatalf("got purchase limits given back %v, want once for the cancelled order", givenBack)
+	}
+	if l := fx.level("A", "SKU-1"); l.Reserved != 0 {
+		t.Errorf("got reserved %d, want 0", l.Reserved)
+	}
+	if _, err := fx.f.ApplyWMSEvent(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(givenBack) != 2 {
+		t.Errorf("redelivery: got purchase limits given back %d times in all, want 2 (a crash before the first would be repaired)", len(givenBack))
+	}
+}
+
+// reviewStore is the admin store of ClearReview: transitions on the fake.
+type reviewStore struct {
+	AdminStore
+	f *fakeStore
+}
+
+func (s reviewStore) TransitionOrder(ctx context.Context, id string, fn func(o *Order) ([]OutboxEvent, error)) (*Order, error) {
+	return s.f.TransitionOrder(ctx, id, fn)
+}
+
+func TestAdminClearReviewReleasesAPaidOrderWithOrderedEvents(t *testing.T) {
+	fx := newFixture(t, map[string]int64{"A/SKU-1": 10, "B/SKU-2": 10})
+	o := fx.order(OrderInReview, PaymentPaid, ship1("A", ShipmentPending, "SKU-1", 1), ship1("B", ShipmentPending, "SKU-2", 1))
+	a := NewAdmin(reviewStore{f: fx.store}, nil, nil, nil, nil)
+	a.Now = func() time.Time { return fx.now }
+	mark := fx.store.mark()
+	got, err := a.ClearReview(context.Background(), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != OrderReleased || !slices.Equal(statuses(got), []string{"A:requested", "B:requested"}) {
+		t.Fatalf("got %s %v, want released with both shipments requested", got.Status, statuses(got))
+	}
+	if tp := fx.store.types(mark); !slices.Equal(tp, []string{"shipment.requested", "shipment.requested", "order.released"}) {
+		t.Errorf("got events %v", tp)
+	}
+	fx.store.mu.Lock()
+	written := slices.Clone(fx.store.outbox[mark:])
+	fx.store.mu.Unlock()
+	for i := 1; i < len(written); i++ {
+		if !written[i].At.After(written[i-1].At) {
+			t.Errorf("event %d: got created at %s, not after the one before (%s): the relay could publish them out of order", i, written[i].At, written[i-1].At)
+		}
+	}
+	if _, err := a.ClearReview(context.Background(), o.ID); KindOf(err) != KindConflict {
+		t.Errorf("clearing again: got %v, want a not-on-hold conflict", err)
+	}
+}
+
+func TestNewFulfillmentServiceRefusesABadConfigAndReportsRegistrationErrors(t *testing.T) {
+	store, stock := newFakeStore(), memstock.New(memstock.Config{AutoReady: true})
+	for _, cfg := range []FulfillmentConfig{{MaxPlanAttempts: -1}, {SideEffectTimeout: -time.Second}, {ExpiryBatch: -1}, {ExpiryPeriod: -time.Second}} {
+		if _, err := NewFulfillmentService(cfg, store, stock, nil); err == nil {
+			t.Errorf("config %+v: got no error, want it refused", cfg)
+		}
+	}
+	if _, err := NewFulfillmentService(FulfillmentConfig{}, nil, stock, nil); err == nil {
+		t.Errorf("no store: got no error, want one")
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := NewFulfillmentService(FulfillmentConfig{Registerer: reg}, store, stock, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewFulfillmentService(FulfillmentConfig{Registerer: reg}, store, stock, nil); err == nil {
+		t.Errorf("metrics registered twice: got no error, want the registration error")
+	}
+	f, err := NewFulfillmentService(FulfillmentConfig{}, store, stock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.cfg.MaxPlanAttempts != 4 || f.cfg.SideEffectTimeout != 10*time.Second || f.cfg.ExpiryBatch != 200 || f.cfg.ExpiryPeriod != time.Second {
+		t.Errorf("got defaults %+v, want 4 attempts, 10s, 200 and 1s", f.cfg)
 	}
 }

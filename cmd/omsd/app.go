@@ -131,7 +131,7 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 	pipeline := a.start("pipeline", failed, map[string]func(context.Context) error{
 		"oms.relay: publish outbox":               a.relay.Run,
 		"oms.wmsevents: consume warehouse events": a.consumer.Run,
-		"oms.fulfillment: expire unpaid orders":   func(ctx context.Context) error { return a.fulfillment.RunExpiry(ctx, time.Second) },
+		"oms.fulfillment: expire unpaid orders":   a.fulfillment.RunExpiry,
 	})
 	background := a.start("background", failed, map[string]func(context.Context) error{
 		"catalog: refresh":               func(ctx context.Context) error { return a.catalog.Run(ctx, time.Second) },

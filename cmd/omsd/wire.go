@@ -91,7 +91,10 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 
 	// Fulfillment: payment, cancellation, warehouse events, expiry; the
 	// outbox relay and the wms.events consumer.
-	a.fulfillment = oms.NewFulfillmentService(oms.FulfillmentConfig{}, a.store, a.stock, a.catalog, a.log, a.reg)
+	if a.fulfillment, err = oms.NewFulfillmentService(oms.FulfillmentConfig{Logger: a.log, Registerer: a.reg},
+		a.store, a.stock, a.catalog); err != nil {
+		return err
+	}
 	a.fulfillment.GiveBack = oms.GiveBackLimits(limits, a.catalog, a.log)
 	if a.relay, err = relay.New(relay.Config{Logger: a.log, Registerer: a.reg}, a.store, a.kafka); err != nil {
 		return err
