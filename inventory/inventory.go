@@ -56,11 +56,18 @@ func NewLevel(node, sku string, onHand, reserved, safety int64) Level {
 // Hold is a reservation of all Lines at Node, keyed by ID (the shipment
 // id). Hold ids are scoped by node: the same id at two nodes names two
 // holds. A zero Deadline means the hold never expires (the order is paid).
+//
+// Owner names the instance that took the hold (its OwnerID; see
+// OwnedStore): when that instance stops beating, the reconciler releases
+// within seconds its holds that no stored shipment owns. Empty means no
+// owner (holds a rebuild restored from the ledger, or taken by a tool):
+// those are released as orphans only after the reconciler's grace.
 type Hold struct {
 	ID       string
 	Node     string
 	Lines    []Line
 	Deadline time.Time
+	Owner    string
 }
 
 // HoldState is where a hold is in its life. Once closed (released,
@@ -275,6 +282,11 @@ func NormalizeHold(h Hold) (Hold, error) {
 	}
 	if err := ValidateHoldID(h.ID); err != nil {
 		return h, err
+	}
+	if h.Owner != "" {
+		if err := ValidateOwner(h.Owner); err != nil {
+			return h, err
+		}
 	}
 	if len(h.Lines) == 0 {
 		return h, fmt.Errorf("%w: hold %q has no lines", ErrInvalid, h.ID)

@@ -35,6 +35,12 @@ const (
 	// the grace period when the ledger does not know it (its order never
 	// committed; younger ones are in flight and left alone).
 	DriftOrphanHold DriftKind = "orphan_hold"
+	// DriftDeadOwnerHold: a hold open in the store that the ledger does
+	// not know, whose owner (Hold.Owner) stopped beating at least
+	// OwnerSettle ago: its process died or lost its lease before its SQL
+	// commit, and the lease's end stopped any commit still running.
+	// Released at once, without waiting for the grace period.
+	DriftDeadOwnerHold DriftKind = "dead_owner_hold"
 	// DriftShippedHold: a hold open in the store whose shipment the ledger
 	// has shipped (the store's Commit failed or is on its way). Committed
 	// at once: reserved and on hand both drop, as the ledger's did.
@@ -65,6 +71,7 @@ type Drift struct {
 	Kind      DriftKind
 	Node, SKU string // SKU is empty for hold drifts
 	HoldID    string // empty for counter drifts
+	Owner     string // the dead owner of a DriftDeadOwnerHold
 	Store     int64  // the store's value (units of the hold for hold drifts)
 	Ledger    int64  // the ledger's value (for DriftReserved: the sum of the store's open holds)
 	Repaired  bool
@@ -88,6 +95,16 @@ type ReconcilerConfig struct {
 	// Use the intake's (oms.IntakeConfig.HoldGrace): a restored hold then
 	// expires no sooner than the one intake wrote.
 	HoldGrace time.Duration
+	// OwnerSettle is how long an owner must have been seen dead (its
+	// heartbeat expired; see Liveness) before a pass releases the holds it
+	// took that the ledger does not know; default 3 s; negative: never
+	// (they wait for Grace). The owner's lease cancels its commits when it
+	// lapses by its own clock, no later than the store expires the
+	// heartbeat: OwnerSettle covers that cancellation reaching the
+	// database. A frozen process cannot cancel: the database's
+	// idle-in-transaction timeout must end its transaction within
+	// OwnerSettle plus the heartbeat TTL.
+	OwnerSettle time.Duration
 	// Settle is how long Rebuild waits between fencing the nodes and reading
 	// the ledger, so that intakes that reserved just before a loss finish
 	// their SQL commit; default 2 s; negative means no wait.
@@ -128,6 +145,9 @@ func (c *ReconcilerConfig) setDefaults() {
 	}
 	if c.Settle == 0 {
 		c.Settle = 2 * time.Second
+	}
+	if c.OwnerSettle == 0 {
+		c.OwnerSettle = 3 * time.Second
 	}
 	if c.RebuildLease == 0 {
 		c.RebuildLease = DefaultRebuildLease
@@ -171,6 +191,9 @@ type Reconciler struct {
 	// unfit are the unfit holds already counted, true once OnUnfitHold
 	// accepted them; forgotten once the hold fits or leaves the ledger.
 	unfit map[HoldRef]bool
+	// deadSince is when each dead owner was first seen dead (when the store
+	// keeps Liveness). An owner id never comes back to life.
+	deadSince map[string]time.Time
 }
 
 // NewReconciler returns a Reconciler. Errors: ErrInvalid for a bad config,
@@ -184,7 +207,8 @@ func NewReconciler(ledger Ledger, store Rebuildable, cfg ReconcilerConfig) (*Rec
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{ledger: ledger, store: store, cfg: cfg, m: m, unfit: map[HoldRef]bool{}}, nil
+	return &Reconciler{ledger: ledger, store: store, cfg: cfg, m: m, unfit: map[HoldRef]bool{},
+		deadSince: map[string]time.Time{}}, nil
 }
 
 // Reconcile runs one pass with the default configuration.
@@ -248,8 +272,10 @@ func (r *Reconciler) NotReadyNodes(ctx context.Context) ([]string, error) {
 // ctx is cancelled.
 //
 // The ready check (a Redis that lost its data) runs every ReadyEvery, so
-// that intake is back within seconds after a restart; the full comparison
-// with the ledger runs every Interval.
+// that intake is back within seconds after a restart, and so does the
+// owner check: a pass runs as soon as a dead owner is past OwnerSettle, so
+// that the holds of an instance that died are back on sale within
+// seconds. The full comparison with the ledger runs every Interval.
 func (r *Reconciler) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
@@ -263,7 +289,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-t.C:
 			r.tick(ctx)
 		case <-ready.C:
-			r.readyCheck(ctx)
+			if r.readyCheck(ctx) && r.ownerDue(ctx) {
+				if _, err := r.Reconcile(ctx); err != nil {
+					r.cfg.Logger.Error("inventory: reconcile after an owner died failed", "err", err)
+				}
+			}
 		}
 	}
 }
@@ -275,6 +305,72 @@ func (r *Reconciler) readyCheck(ctx context.Context) bool {
 		return false
 	}
 	return true
+}
+
+// ownerDue observes the owners and reports whether one is dead past
+// OwnerSettle (a pass then releases its holds and forgets it).
+func (r *Reconciler) ownerDue(ctx context.Context) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.observeOwners(ctx, r.cfg.Now())) > 0
+}
+
+// observeOwners records when each dead owner was first seen dead and
+// returns those dead for OwnerSettle by now. Call with r.mu held. An error
+// is logged: the pass then releases no hold by owner.
+func (r *Reconciler) observeOwners(ctx context.Context, now time.Time) map[string]bool {
+	lv, ok := r.store.(Liveness)
+	if !ok || r.cfg.OwnerSettle < 0 {
+		return nil
+	}
+	_, dead, err := lv.Owners(ctx)
+	if err != nil {
+		r.cfg.Logger.Error("inventory: reading owner heartbeats failed", "err", err)
+		return nil
+	}
+	settled := map[string]bool{}
+	seen := map[string]bool{}
+	for _, o := range dead {
+		seen[o] = true
+		since, ok := r.deadSince[o]
+		if !ok {
+			since = now
+			r.deadSince[o] = now
+			r.cfg.Logger.Warn("inventory: owner stopped beating", "owner", o)
+		}
+		if !since.After(now.Add(-r.cfg.OwnerSettle)) {
+			settled[o] = true
+		}
+	}
+	for o := range r.deadSince {
+		if !seen[o] {
+			delete(r.deadSince, o) // forgotten (by another process too)
+		}
+	}
+	return settled
+}
+
+// forgetOwners unregisters the settled dead owners that no hold of the
+// pass still names (their holds are released or in the ledger).
+func (r *Reconciler) forgetOwners(ctx context.Context, dead map[string]bool, left map[string]bool) error {
+	var done []string
+	for o := range dead {
+		if !left[o] {
+			done = append(done, o)
+		}
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	sort.Strings(done)
+	if err := r.store.(Liveness).ForgetOwners(ctx, done); err != nil {
+		return fmt.Errorf("inventory: reconcile: forget owners: %w", err)
+	}
+	for _, o := range done {
+		delete(r.deadSince, o)
+	}
+	r.cfg.Logger.Info("inventory: dead owners forgotten", "owners", done)
+	return nil
 }
 
 func (r *Reconciler) tick(ctx context.Context) {
@@ -301,6 +397,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	defer r.mu.Unlock()
 	var rep ReconcileReport
 	start := r.cfg.Now()
+	// Owners dead for OwnerSettle before the ledger is read: whatever they
+	// committed is in that read.
+	dead := r.observeOwners(ctx, start)
 	nodes, err := allNodes(ctx, r.ledger, r.store)
 	if err != nil {
 		return rep, err
@@ -360,9 +459,10 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	}
 	drifting := map[Key]bool{}
 	stillUnfit := map[HoldRef]bool{}
+	left := map[string]bool{} // dead owners with a hold left open
 	for _, snap := range snaps {
 		rep.Nodes++
-		ds, err := r.reconcileNode(ctx, snap, rowsBy[snap.Node], holdsBy[snap.Node], fates, start, drifting, stillUnfit)
+		ds, err := r.reconcileNode(ctx, snap, rowsBy[snap.Node], holdsBy[snap.Node], fates, start, dead, drifting, stillUnfit)
 		rep.Drifts = append(rep.Drifts, ds...)
 		if err != nil {
 			errs = append(errs, err)
@@ -371,6 +471,16 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	for ref := range r.unfit {
 		if !stillUnfit[ref] {
 			delete(r.unfit, ref)
+		}
+	}
+	if len(dead) > 0 && len(errs) == 0 && len(rep.NotReady) == 0 {
+		for _, d := range rep.Drifts {
+			if d.Kind == DriftDeadOwnerHold && !d.Repaired {
+				left[d.Owner] = true
+			}
+		}
+		if err := r.forgetOwners(ctx, dead, left); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, d := range rep.Drifts {
@@ -389,8 +499,8 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 }
 
 func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows map[string]StockRow,
-	lholds map[string]Hold, fates map[HoldRef]HoldState, start time.Time, drifting map[Key]bool,
-	stillUnfit map[HoldRef]bool) ([]Drift, error) {
+	lholds map[string]Hold, fates map[HoldRef]HoldState, start time.Time, dead map[string]bool,
+	drifting map[Key]bool, stillUnfit map[HoldRef]bool) ([]Drift, error) {
 	node := snap.Node
 	var out []Drift
 	var errs []error
@@ -471,10 +581,15 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 			}
 			out = append(out, d)
 			continue
+		case !known && h.Owner != "" && dead[h.Owner]:
+			// Its owner is gone: it will never commit it.
 		case !known && h.Created.After(cutoff):
 			continue // in flight: intake has not committed it to SQL yet
 		}
 		d := Drift{Kind: DriftOrphanHold, Node: node, HoldID: h.ID, Store: Units(h.Lines)}
+		if !known && h.Owner != "" && dead[h.Owner] {
+			d.Kind, d.Owner = DriftDeadOwnerHold, h.Owner
+		}
 		released, err := r.store.Release(ctx, node, h.ID)
 		switch {
 		case err == nil:

@@ -18,6 +18,9 @@ type NewOrder struct {
 	RequestHash []byte
 	IdemKey     string // optional Idempotency-Key
 	Events      []OutboxEvent
+	// Owner is the lease its holds were taken under (Placed.Owner); the
+	// committer refuses the order once that lease has lapsed.
+	Owner string
 	// Doc is Order encoded as JSON (the stored document); empty: the store
 	// encodes it.
 	Doc []byte
@@ -81,6 +84,12 @@ type CommitterConfig struct {
 	// Timeout of one batch transaction, independent of any request;
 	// default 10s.
 	Timeout time.Duration
+	// Lease, when set, is the claim the orders' holds were taken under: an
+	// order whose Owner is not the current claim is refused with
+	// ErrLeaseLapsed before the store sees it, and a batch transaction is
+	// cancelled the moment the claim lapses (other instances then release
+	// the holds no stored shipment owns).
+	Lease Lease
 	// Registerer receives the metrics; nil: none.
 	Registerer prometheus.Registerer
 }
@@ -267,15 +276,47 @@ func (c *Committer) gather(ch chan commitReq, batch []commitReq) []commitReq {
 	return batch
 }
 
+// underLease splits batch into the orders reserved under the current
+// lease, returned with the lease's context, and those reserved under a
+// lease that lapsed.
+func (c *Committer) underLease(batch []commitReq) (context.Context, []commitReq, []commitReq) {
+	owner, ctx, ok := c.cfg.Lease.Current()
+	if !ok {
+		return nil, nil, batch
+	}
+	var keep, lapsed []commitReq
+	for _, r := range batch {
+		if r.no.Owner == owner {
+			keep = append(keep, r)
+		} else {
+			lapsed = append(lapsed, r)
+		}
+	}
+	return ctx, keep, lapsed
+}
+
 // flush commits batch and answers every order in it. When the store
 // refuses the data of an order, the batch is split in halves and each is
 // committed again, so the order at fault fails alone and the others go in.
 func (c *Committer) flush(batch []commitReq) {
+	base := context.Background()
+	if c.cfg.Lease != nil {
+		var lapsed []commitReq
+		if base, batch, lapsed = c.underLease(batch); len(lapsed) > 0 {
+			c.failures.WithLabelValues("lease").Add(float64(len(lapsed)))
+			for _, r := range lapsed {
+				r.done <- ErrLeaseLapsed
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+	}
 	orders := make([]*NewOrder, len(batch))
 	for i, r := range batch {
 		orders[i] = r.no
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(base, c.cfg.Timeout)
 	start := time.Now()
 	err := c.store.CommitOrders(ctx, orders)
 	cancel()

@@ -82,6 +82,9 @@ type FulfillmentConfig struct {
 	ExpiryBatch int
 	// ExpiryPeriod is how often RunExpiry looks for due orders; default 1s.
 	ExpiryPeriod time.Duration
+	// Lease names this instance on the holds re-sourcing takes (see
+	// Placer.Lease); nil: no owner.
+	Lease Lease
 	// Logger; default discards.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -158,7 +161,7 @@ func NewFulfillmentService(cfg FulfillmentConfig, store FulfillmentStore, stock 
 	}
 	cfg.setDefaults()
 	f := &FulfillmentService{cfg: cfg, store: store, stock: stock, catalog: catalog, log: cfg.Logger, Now: time.Now,
-		placer: &Placer{Stock: stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SideEffectTimeout, Log: cfg.Logger}}
+		placer: &Placer{Stock: stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SideEffectTimeout, Lease: cfg.Lease, Log: cfg.Logger}}
 	f.results = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "omsd_fulfillment_operations_total",
 		Help: "Fulfillment operations (warehouse event types, cancel, pay, expire) by result: applied, duplicate, ignored, unchanged, conflict, error.",

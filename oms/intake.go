@@ -93,6 +93,9 @@ type IntakeDeps struct {
 	Recent    Recent
 	Committer *Committer
 	Store     OrderStore
+	// Lease names this instance on its holds (see Placer.Lease); give the
+	// committer the same one (CommitterConfig.Lease). Nil: no owner.
+	Lease Lease
 }
 
 // Intake takes orders: checks, review checks, purchase limits, placement
@@ -127,7 +130,7 @@ func NewIntake(cfg IntakeConfig, d IntakeDeps) (*Intake, error) {
 	cfg.setDefaults()
 	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, recent: d.Recent,
 		committer: d.Committer, store: d.Store, log: cfg.Log,
-		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Log: cfg.Log},
+		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Lease: d.Lease, Log: cfg.Log},
 		limits: &limitTaker{limits: d.Limits, catalog: d.Catalog, log: cfg.Log, timeout: cfg.SettleTimeout},
 		admit:  newAdmission(cfg.LatencyBudget, cfg.MinInFlight, cfg.MaxInFlight)}
 	var err error
@@ -220,7 +223,8 @@ func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, 
 	if o.ReservedUntil != nil {
 		deadline = o.ReservedUntil.Add(in.cfg.HoldGrace)
 	}
-	if o.Shipments, err = in.place(ctx, o, deadline); err != nil {
+	var owner string
+	if o.Shipments, owner, err = in.place(ctx, o, deadline); err != nil {
 		return in.refused(ctx, o, hash, taken, ob, attempt, err)
 	}
 	for _, r := range ob.reasons {
@@ -232,7 +236,7 @@ func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, 
 		in.limits.giveBack(ctx, o, taken)
 		return Result{}, err
 	}
-	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, ci.Now)}
+	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, ci.Now), Owner: owner}
 	if err := in.committer.Commit(no); err != nil {
 		return in.settle(ctx, no, taken, ob, attempt, err)
 	}
@@ -276,7 +280,7 @@ func newOrder(ci *CheckInput, id string, reviews []string, paymentTimeout time.D
 
 // place plans and reserves the order's lines; a plan that cannot be
 // filled is a 409 insufficient-stock.
-func (in *Intake) place(ctx context.Context, o *Order, deadline time.Time) ([]Shipment, error) {
+func (in *Intake) place(ctx context.Context, o *Order, deadline time.Time) ([]Shipment, string, error) {
 	status := ShipmentPending
 	if o.Status == OrderReleased {
 		status = ShipmentRequested
@@ -288,17 +292,17 @@ func (in *Intake) place(ctx context.Context, o *Order, deadline time.Time) ([]Sh
 		in.m.plans.WithLabelValues(string(placed.Plan.Outcome)).Inc()
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if placed.Filled() {
 		in.m.perOrder.Observe(float64(len(placed.Shipments)))
-		return placed.Shipments, nil
+		return placed.Shipments, placed.Owner, nil
 	}
 	reason := "no plan"
 	if placed.Plan != nil {
 		reason = placed.Plan.Reason
 	}
-	return nil, Errorf(KindConflict, SlugInsufficientStock, "the stock cannot be reserved under the sourcing rules: %s", reason)
+	return nil, "", Errorf(KindConflict, SlugInsufficientStock, "the stock cannot be reserved under the sourcing rules: %s", reason)
 }
 
 // refused answers an order whose stock could not be placed (nothing is
@@ -329,8 +333,8 @@ func (in *Intake) refused(ctx context.Context, o *Order, hash []byte, taken []Pr
 // grace) and the channel's retry finds out.
 func (in *Intake) settle(ctx context.Context, no *NewOrder, taken []Promotion, ob observation, attempt string, cause error) (Result, error) {
 	o := no.Order
-	if errors.Is(cause, ErrOverloaded) || errors.Is(cause, ErrClosed) {
-		in.placer.Release(ctx, o.Shipments) // never queued
+	if errors.Is(cause, ErrOverloaded) || errors.Is(cause, ErrClosed) || errors.Is(cause, ErrLeaseLapsed) {
+		in.placer.Release(ctx, o.Shipments) // never reached the store
 		in.limits.giveBackUnlessStored(ctx, in.store, o, taken)
 		in.forgetAttempt(ctx, ob, attempt)
 		return Result{}, cause

@@ -21,6 +21,20 @@ type Stock interface {
 	Release(ctx context.Context, node, holdID string) (bool, error)
 }
 
+// Lease is this instance's claim on the holds it takes
+// (inventory.Heartbeat). Current returns the owner id to put on new holds
+// and a context that ends when the claim lapses; ok is false while there
+// is none. Once a claim lapses, other instances release its holds that no
+// stored shipment owns, so nothing reserved under it may be committed.
+type Lease interface {
+	Current() (owner string, ctx context.Context, ok bool)
+}
+
+// ErrLeaseLapsed answers an order whose holds were taken under a lease
+// that has lapsed: it was not stored and a retry is safe.
+var ErrLeaseLapsed = &Error{Kind: KindUnavailable, Slug: SlugUnavailable, RetryAfter: time.Second,
+	Detail: "this instance lost its claim on the stock it reserved; nothing was kept, retry with the same external_id"}
+
 // Placement is one request for stock: the lines of an order to plan over
 // the candidate nodes under the rules, and how the shipments it creates
 // start out.
@@ -46,6 +60,8 @@ type Placed struct {
 	Plan      *sourcing.Result
 	// Replans counts plans made again after a lost reservation race.
 	Replans int
+	// Owner is the lease the holds were taken under ("" without a lease).
+	Owner string
 }
 
 // Filled reports whether every line was placed.
@@ -63,7 +79,11 @@ type Placer struct {
 	// context (a client that hangs up must not leave holds behind);
 	// default 10s.
 	Timeout time.Duration
-	Log     *slog.Logger
+	// Lease names this instance on every hold (Hold.Owner), so that the
+	// holds of an instance that dies are released within seconds; nil:
+	// holds have no owner and wait for the reconciler's grace.
+	Lease Lease
+	Log   *slog.Logger
 }
 
 func (p *Placer) attempts() int { return cmpOr(p.Attempts, 4) }
@@ -96,7 +116,15 @@ func (p *Placer) Place(ctx context.Context, pl Placement) (Placed, error) {
 		if plan.Outcome != sourcing.OutcomeFulfilled && !(pl.Backorder && plan.Outcome == sourcing.OutcomeBackorder) {
 			return out, nil
 		}
-		ships, lost := p.reserve(ctx, plan, pl)
+		owner := ""
+		if p.Lease != nil {
+			var ok bool
+			if owner, _, ok = p.Lease.Current(); !ok {
+				return out, ErrLeaseLapsed
+			}
+		}
+		out.Owner = owner
+		ships, lost := p.reserve(ctx, plan, pl, owner)
 		if lost == nil {
 			out.Shipments = ships
 			return out, nil
@@ -113,7 +141,7 @@ func (p *Placer) Place(ctx context.Context, pl Placement) (Placed, error) {
 // releases every hold it tried, the failed one included: a reply lost
 // after Redis applied the script is a hold nobody would own otherwise
 // (Release of a hold that does not exist is a no-op).
-func (p *Placer) reserve(ctx context.Context, plan *sourcing.Result, pl Placement) ([]Shipment, error) {
+func (p *Placer) reserve(ctx context.Context, plan *sourcing.Result, pl Placement, owner string) ([]Shipment, error) {
 	ships := make([]Shipment, 0, len(plan.Shipments))
 	for _, ps := range plan.Shipments {
 		sid := uuid.NewString()
@@ -125,7 +153,7 @@ func (p *Placer) reserve(ctx context.Context, plan *sourcing.Result, pl Placemen
 		}
 		s := Shipment{ID: sid, NodeID: ps.NodeID, Status: pl.Status, Lines: lines, HoldID: sid}
 		ships = append(ships, s)
-		if err := p.Stock.Reserve(ctx, inventory.Hold{ID: sid, Node: ps.NodeID, Lines: hl, Deadline: pl.Deadline}); err != nil {
+		if err := p.Stock.Reserve(ctx, inventory.Hold{ID: sid, Node: ps.NodeID, Lines: hl, Deadline: pl.Deadline, Owner: owner}); err != nil {
 			if errors.Is(err, inventory.ErrInsufficient) {
 				ships = ships[:len(ships)-1] // refused by the script: nothing was written
 			}

@@ -42,6 +42,7 @@ type app struct {
 
 	catalog     *oms.CatalogCache
 	stock       *redisstock.Store
+	lease       *inventory.Heartbeat
 	reconciler  *inventory.Reconciler
 	committer   *oms.Committer
 	fulfillment *oms.FulfillmentService
@@ -113,7 +114,8 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err erro
 //  3. the fulfillment pipeline stops: the relay after its current
 //     publication, the wms.events consumer after its current event, the
 //     expiry worker;
-//  4. the background work stops: catalog refresh, reconciler, sweeper.
+//  4. the stock lease stops beating (nothing reserves any more) and ends;
+//  5. the background work stops: catalog refresh, reconciler, sweeper.
 //
 // close then flushes the Kafka writer and closes the pools.
 func (a *app) run(ctx context.Context, ready func(url string)) error {
@@ -125,6 +127,9 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 		defer dbg.Close()
 	}
 	failed := make(chan error, 16)
+	lease := a.start("lease", failed, map[string]func(context.Context) error{
+		"inventory: stock lease heartbeat": a.lease.Run,
+	})
 	intake := a.start("intake", failed, map[string]func(context.Context) error{
 		"oms: group commit": a.committer.Run,
 	})
@@ -151,7 +156,8 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = errors.Join(err, a.http.Shutdown(sctx))
-	err = errors.Join(err, intake(), pipeline(), background())
+	err = errors.Join(err, intake(), pipeline(), lease(), background())
+	a.lease.Stop()
 	return err
 }
 

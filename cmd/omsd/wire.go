@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/omsd/omsd/inventory"
 	"github.com/omsd/omsd/inventory/redisstock"
@@ -50,6 +53,15 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	if a.stock, err = redisstock.New(a.rdb, redisstock.Config{Logger: a.log, Registerer: a.reg}); err != nil {
 		return err
 	}
+	// The stock lease: every hold names this instance, and while it beats
+	// the other instances leave its in-flight holds alone; when it stops,
+	// theirs release them within seconds.
+	if a.lease, err = inventory.NewHeartbeat(a.stock, instanceName(), inventory.HeartbeatConfig{Logger: a.log}); err != nil {
+		return err
+	}
+	if err := a.lease.Beat(ctx); err != nil {
+		return fmt.Errorf("stock lease: %w", err)
+	}
 	limits, err := redisstock.NewLimits(a.rdb, redisstock.Config{Logger: a.log, Registerer: a.reg})
 	if err != nil {
 		return err
@@ -77,21 +89,21 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 
 	// Intake: checks, review memory, placement, group commit.
 	if a.committer, err = oms.NewCommitter(oms.CommitterConfig{
-		Shards: a.cfg.IntakeShards, Window: a.cfg.BatchWindow, MaxBatch: a.cfg.BatchMax, Registerer: a.reg,
+		Shards: a.cfg.IntakeShards, Window: a.cfg.BatchWindow, MaxBatch: a.cfg.BatchMax, Lease: a.lease, Registerer: a.reg,
 	}, a.store); err != nil {
 		return err
 	}
 	intake, err := oms.NewIntake(oms.IntakeConfig{
 		PaymentTimeout: a.cfg.PaymentTimeout, MaxInFlight: a.cfg.MaxInFlight, LatencyBudget: a.cfg.LatencyBudget, Registerer: a.reg, Log: a.log,
 	}, oms.IntakeDeps{Catalog: a.catalog, Stock: a.stock, Limits: limits, Recent: redisrecent.New(a.rdb),
-		Committer: a.committer, Store: a.store})
+		Committer: a.committer, Store: a.store, Lease: a.lease})
 	if err != nil {
 		return err
 	}
 
 	// Fulfillment: payment, cancellation, warehouse events, expiry; the
 	// outbox relay and the wms.events consumer.
-	if a.fulfillment, err = oms.NewFulfillmentService(oms.FulfillmentConfig{Logger: a.log, Registerer: a.reg},
+	if a.fulfillment, err = oms.NewFulfillmentService(oms.FulfillmentConfig{Lease: a.lease, Logger: a.log, Registerer: a.reg},
 		a.store, a.stock, a.catalog); err != nil {
 		return err
 	}
@@ -122,6 +134,16 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
 	a.http.Register(httpapi.FulfillmentRoutes(a.fulfillment))
 	return nil
+}
+
+// instanceName names this process in stock-lease owner ids: host, process
+// id and a random suffix, unique across restarts.
+func instanceName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "omsd"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
 }
 
 // consumerGroup names the wms.events consumer group of a deployment after

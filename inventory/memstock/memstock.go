@@ -32,6 +32,8 @@ type Store struct {
 	nodes map[string]*nodeState
 	known map[string]bool // nodes restored or marked ready, as redisstock's node set
 	seq   int64           // makes epochs and leases unique
+	// owners maps each registered owner to the end of its last heartbeat.
+	owners map[string]time.Time
 }
 
 type nodeState struct {
@@ -50,6 +52,7 @@ type hold struct {
 	lines    []inventory.Line
 	deadline time.Time
 	created  time.Time
+	owner    string
 }
 
 type closedMark struct {
@@ -60,6 +63,7 @@ type closedMark struct {
 var (
 	_ inventory.Store       = (*Store)(nil)
 	_ inventory.Rebuildable = (*Store)(nil)
+	_ inventory.Liveness    = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -70,7 +74,7 @@ func New(cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{cfg: cfg, nodes: map[string]*nodeState{}, known: map[string]bool{}}
+	return &Store{cfg: cfg, nodes: map[string]*nodeState{}, known: map[string]bool{}, owners: map[string]time.Time{}}
 }
 
 // Lose forgets everything, as a redis-server restarted without persistence
@@ -80,6 +84,7 @@ func (s *Store) Lose() {
 	defer s.mu.Unlock()
 	s.nodes = map[string]*nodeState{}
 	s.known = map[string]bool{}
+	s.owners = map[string]time.Time{}
 	s.cfg.AutoReady = false
 }
 
@@ -204,7 +209,7 @@ func (s *Store) addHold(n *nodeState, h inventory.Hold, created time.Time) {
 	for _, l := range h.Lines {
 		n.counters(l.SKU).reserved += l.Qty
 	}
-	n.holds[h.ID] = &hold{lines: h.Lines, deadline: h.Deadline, created: created}
+	n.holds[h.ID] = &hold{lines: h.Lines, deadline: h.Deadline, created: created, owner: h.Owner}
 }
 
 // close ends an open hold in state st. Call with s.mu held.
@@ -485,7 +490,8 @@ func (s *Store) Snapshot(_ context.Context, node string) (inventory.NodeSnapshot
 	for _, id := range ids {
 		h := n.holds[id]
 		snap.Holds = append(snap.Holds, inventory.StoredHold{
-			Hold:    inventory.Hold{ID: id, Node: node, Lines: append([]inventory.Line(nil), h.lines...), Deadline: h.deadline},
+			Hold: inventory.Hold{ID: id, Node: node, Lines: append([]inventory.Line(nil), h.lines...), Deadline: h.deadline,
+				Owner: h.owner},
 			Created: h.created,
 		})
 	}
@@ -527,7 +533,7 @@ func (s *Store) RestoreNode(_ context.Context, node, lease string, rows []invent
 		if created.IsZero() {
 			created = now
 		}
-		fresh.holds[nh.ID] = &hold{lines: nh.Lines, deadline: nh.Deadline, created: created}
+		fresh.holds[nh.ID] = &hold{lines: nh.Lines, deadline: nh.Deadline, created: created, owner: nh.Owner}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

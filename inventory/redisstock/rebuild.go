@@ -201,14 +201,12 @@ func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapsh
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		lines, created, err := decodeRecord(holds.Val()[id])
+		h, err := decodeRecord(holds.Val()[id])
 		if err != nil {
 			return snap, fmt.Errorf("redisstock: snapshot %s: hold %q: %w", node, id, err)
 		}
-		snap.Holds = append(snap.Holds, inventory.StoredHold{
-			Hold:    inventory.Hold{ID: id, Node: node, Lines: lines, Deadline: due[id]},
-			Created: created,
-		})
+		h.ID, h.Node, h.Deadline = id, node, due[id]
+		snap.Holds = append(snap.Holds, h)
 	}
 	return snap, nil
 }
@@ -261,7 +259,7 @@ func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inve
 		if created.IsZero() {
 			created = now
 		}
-		if recs[nh.ID], err = encodeRecord(nh.Lines, created); err != nil {
+		if recs[nh.ID], err = encodeRecord(nh, created); err != nil {
 			return err
 		}
 		for _, l := range nh.Lines {

@@ -128,12 +128,15 @@ func (s *Store) nodesKey() string { return "{" + s.cfg.Prefix + "}:nodes" }
 // unchanged. The deadline lives in the deadlines sorted set only.
 type record struct {
 	Lines   [][2]string `json:"l"`
-	Created string      `json:"c"` // Unix ms
+	Created string      `json:"c"`           // Unix ms
+	Owner   string      `json:"o,omitempty"` // Hold.Owner
 }
 
-func encodeRecord(lines []inventory.Line, created time.Time) (string, error) {
-	r := record{Lines: make([][2]string, len(lines)), Created: strconv.FormatInt(created.UnixMilli(), 10)}
-	for i, l := range lines {
+// encodeRecord encodes h's lines and owner with the time the store first
+// saw it.
+func encodeRecord(h inventory.Hold, created time.Time) (string, error) {
+	r := record{Lines: make([][2]string, len(h.Lines)), Created: strconv.FormatInt(created.UnixMilli(), 10), Owner: h.Owner}
+	for i, l := range h.Lines {
 		r.Lines[i] = [2]string{l.SKU, strconv.FormatInt(l.Qty, 10)}
 	}
 	b, err := json.Marshal(r)
@@ -143,24 +146,27 @@ func encodeRecord(lines []inventory.Line, created time.Time) (string, error) {
 	return string(b), nil
 }
 
-func decodeRecord(s string) ([]inventory.Line, time.Time, error) {
+// decodeRecord decodes a hold record: the hold's lines and owner (ID,
+// Node and Deadline are the caller's) and its creation time.
+func decodeRecord(s string) (inventory.StoredHold, error) {
 	var r record
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
-		return nil, time.Time{}, fmt.Errorf("redisstock: decode hold: %w", err)
+		return inventory.StoredHold{}, fmt.Errorf("redisstock: decode hold: %w", err)
 	}
-	lines := make([]inventory.Line, len(r.Lines))
+	h := inventory.StoredHold{Hold: inventory.Hold{Lines: make([]inventory.Line, len(r.Lines)), Owner: r.Owner}}
 	for i, l := range r.Lines {
 		q, err := strconv.ParseInt(l[1], 10, 64)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("redisstock: decode hold quantity: %w", err)
+			return h, fmt.Errorf("redisstock: decode hold quantity: %w", err)
 		}
-		lines[i] = inventory.Line{SKU: l[0], Qty: q}
+		h.Lines[i] = inventory.Line{SKU: l[0], Qty: q}
 	}
 	ms, err := strconv.ParseInt(r.Created, 10, 64)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("redisstock: decode hold time: %w", err)
+		return h, fmt.Errorf("redisstock: decode hold time: %w", err)
 	}
-	return lines, time.UnixMilli(ms), nil
+	h.Created = time.UnixMilli(ms)
+	return h, nil
 }
 
 func deadlineArg(t time.Time) string {
@@ -224,7 +230,7 @@ func (s *Store) Reserve(ctx context.Context, h inventory.Hold) error {
 // hand instead of available (the reconciliation's re-add of a ledger
 // hold). It returns the outcome label.
 func (s *Store) reserve(ctx context.Context, h inventory.Hold, restore bool) (string, error) {
-	rec, err := encodeRecord(h.Lines, s.cfg.Now())
+	rec, err := encodeRecord(h, s.cfg.Now())
 	if err != nil {
 		return outcomeError, err
 	}
@@ -253,11 +259,11 @@ func (s *Store) reserve(ctx context.Context, h inventory.Hold, restore bool) (st
 	case "notready":
 		return outcomeNotReady, notReady(h.Node)
 	case "dup":
-		lines, _, err := decodeRecord(toStr(first(vals)))
+		had, err := decodeRecord(toStr(first(vals)))
 		if err != nil {
 			return outcomeError, err
 		}
-		if !inventory.SameLines(lines, h.Lines) {
+		if !inventory.SameLines(had.Lines, h.Lines) {
 			return outcomeConflict, fmt.Errorf("redisstock: reserve %q at %q: %w", h.ID, h.Node, inventory.ErrHoldConflict)
 		}
 		return outcomeDuplicate, nil

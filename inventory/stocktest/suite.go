@@ -157,6 +157,9 @@ var storeTests = []struct {
 	{"stock repairs apply once and only to the snapshot they were computed from", testRepairStockIsConditional},
 	{"reconcile confirms a paid hold that still has a deadline", testReconcileDeadline},
 	{"reconcile adjusts a reserved counter that disagrees with the holds", testReconcileReserved},
+	{"owner heartbeats expire and dead owners can be forgotten", testOwnersExpireAndAreForgotten},
+	{"holds keep their owner through snapshots and rebuilds", testHoldsKeepTheirOwner},
+	{"reconcile releases a dead owner's uncommitted holds at once and nothing else", testReconcileReleasesDeadOwnersHolds},
 }
 
 func testUnknownKeys(h *harness) {

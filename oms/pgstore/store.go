@@ -50,6 +50,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.MaxRetries = 20
 	}
 	pc.MaxConns = cfg.MaxConns
+	// A transaction left open by a frozen process (its connection still up)
+	// is ended by the server: the reconcilers release the holds of an
+	// instance whose stock lease lapsed, and nothing that instance began
+	// may commit after that (inventory.ReconcilerConfig.OwnerSettle).
+	if _, ok := pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "SET idle_in_transaction_session_timeout = '5s'")
+			return err
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connect: %w", err)
