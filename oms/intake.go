@@ -42,13 +42,13 @@ type IntakeConfig struct {
 	// SettleTimeout bounds the work after the commit (settling an unclear
 	// outcome, giving back holds and limits); default 10s.
 	SettleTimeout time.Duration
-	// LatencyBudget is the admission budget: the orders in progress on this
-	// instance are kept to measured throughput × LatencyBudget (so the mean
-	// time inside stays near it). Past that an order is answered 503
-	// overloaded at once, before any work, so that accepted orders keep
-	// their latency; default 50ms.
+	// LatencyBudget is the admission budget: the limit on the orders in
+	// progress on this instance shrinks while they take longer than this
+	// on average, and grows while they fit in it and the limit is reached.
+	// Past the limit an order is answered 503 overloaded at once, before
+	// any work, so that accepted orders keep their latency; default 100ms.
 	LatencyBudget time.Duration
-	// MinInFlight and MaxInFlight bound that limit; defaults 64 and 1024.
+	// MinInFlight and MaxInFlight bound that limit; defaults 16 and 1024.
 	MinInFlight, MaxInFlight int
 	// Review tunes the built-in review checks.
 	Review ReviewConfig
@@ -64,8 +64,8 @@ func (c *IntakeConfig) setDefaults() {
 	c.HoldGrace = cmpOr(c.HoldGrace, 5*time.Minute)
 	c.MaxPlanAttempts = cmpOr(c.MaxPlanAttempts, 4)
 	c.SettleTimeout = cmpOr(c.SettleTimeout, 10*time.Second)
-	c.LatencyBudget = cmpOr(c.LatencyBudget, 50*time.Millisecond)
-	c.MinInFlight = cmpOr(c.MinInFlight, 64)
+	c.LatencyBudget = cmpOr(c.LatencyBudget, 100*time.Millisecond)
+	c.MinInFlight = cmpOr(c.MinInFlight, 16)
 	c.MaxInFlight = cmpOr(c.MaxInFlight, 1024)
 	c.Review.setDefaults()
 	if c.Log == nil {
@@ -165,7 +165,7 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 	if !in.admit.enter(start) {
 		return res, ErrOverloaded
 	}
-	defer in.admit.leave()
+	defer func() { in.admit.leave(time.Since(start)) }()
 
 	ci := &CheckInput{Channel: channel, Req: req, Node: in.catalog.Node, Now: in.cfg.Now()}
 	if err := RunChecks(in.Checks, ci); err != nil {
@@ -203,6 +203,11 @@ func (in *Intake) Submit(ctx context.Context, channel, idemKey string, req *Orde
 	}
 	return res, nil
 }
+
+// Overloaded reports whether an order would be refused 503 overloaded now:
+// the HTTP layer asks before it decodes the body, so that a refusal costs
+// next to nothing when many more orders are offered than taken.
+func (in *Intake) Overloaded() bool { return in.admit.full() }
 
 // take does the work of one order, top to bottom. Nothing is read from
 // SQL before the work: a copy of a stored order collides on the order id

@@ -26,6 +26,7 @@ type config struct {
 	BatchWindow    time.Duration
 	BatchMax       int
 	MaxInFlight    int
+	MinInFlight    int
 	LatencyBudget  time.Duration
 	PaymentTimeout time.Duration
 	ReconcileEvery time.Duration
@@ -69,7 +70,8 @@ func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.IntakeShards, "intake.shards", envInt("OMS_INTAKE_SHARDS", 8), "group-commit shards (env OMS_INTAKE_SHARDS)")
 	fs.DurationVar(&c.BatchWindow, "intake.batch-window", envDur("OMS_INTAKE_BATCH_WINDOW", 0), "extra time a shard waits for more orders before it commits; 0: commit what is queued as soon as the shard is free (env OMS_INTAKE_BATCH_WINDOW)")
 	fs.IntVar(&c.BatchMax, "intake.batch-max", envInt("OMS_INTAKE_BATCH_MAX", 128), "most orders in one commit (env OMS_INTAKE_BATCH_MAX)")
-	fs.DurationVar(&c.LatencyBudget, "intake.latency-budget", envDur("OMS_INTAKE_LATENCY_BUDGET", 50*time.Millisecond), "admission: orders in progress are kept to throughput × this budget; past it an order is answered 503 overloaded at once (env OMS_INTAKE_LATENCY_BUDGET)")
+	fs.DurationVar(&c.LatencyBudget, "intake.latency-budget", envDur("OMS_INTAKE_LATENCY_BUDGET", 100*time.Millisecond), "admission: the limit on orders in progress shrinks while they take longer than this on average and grows while they fit; past it an order is answered 503 overloaded at once (env OMS_INTAKE_LATENCY_BUDGET)")
+	fs.IntVar(&c.MinInFlight, "intake.min-inflight", envInt("OMS_INTAKE_MIN_INFLIGHT", 16), "fewest orders in progress at once the admission limit allows, however low the throughput (env OMS_INTAKE_MIN_INFLIGHT)")
 	fs.IntVar(&c.MaxInFlight, "intake.max-inflight", envInt("OMS_INTAKE_MAX_INFLIGHT", 1024), "most orders in progress at once on this instance, whatever the throughput (env OMS_INTAKE_MAX_INFLIGHT)")
 	fs.DurationVar(&c.PaymentTimeout, "intake.payment-timeout", envDur("OMS_PAYMENT_TIMEOUT", 30*time.Minute), "how long a pending-payment order keeps its stock (env OMS_PAYMENT_TIMEOUT)")
 	fs.DurationVar(&c.ReconcileEvery, "inventory.reconcile-every", envDur("OMS_RECONCILE_EVERY", 5*time.Minute), "period of the full Redis/SQL reconciliation; a Redis that lost its data is found within 2 s regardless (env OMS_RECONCILE_EVERY)")

@@ -94,7 +94,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		return err
 	}
 	intake, err := oms.NewIntake(oms.IntakeConfig{
-		PaymentTimeout: a.cfg.PaymentTimeout, MaxInFlight: a.cfg.MaxInFlight, LatencyBudget: a.cfg.LatencyBudget, Registerer: a.reg, Log: a.log,
+		PaymentTimeout: a.cfg.PaymentTimeout, MaxInFlight: a.cfg.MaxInFlight, MinInFlight: a.cfg.MinInFlight, LatencyBudget: a.cfg.LatencyBudget, Registerer: a.reg, Log: a.log,
 	}, oms.IntakeDeps{Catalog: a.catalog, Stock: a.stock, Limits: limits, Recent: redisrecent.New(a.rdb),
 		Committer: a.committer, Store: a.store, Lease: a.lease})
 	if err != nil {

@@ -93,13 +93,24 @@ type orderHandlers struct {
 	lims   *limiters
 }
 
-// limited takes a token of the channel's bucket before anything else, so a
-// channel past its rate costs no decoding.
+// overloaded is implemented by an Orders that refuses work past an
+// admission limit (oms.Intake.Overloaded).
+type overloaded interface{ Overloaded() bool }
+
+// limited takes a token of the channel's bucket before anything else, and
+// answers 503 at once when intake is at its admission limit, so that a
+// channel past its rate or an instance past its capacity costs no
+// decoding.
 func (h *orderHandlers) limited(next http.HandlerFunc) http.HandlerFunc {
+	ov, _ := h.orders.(overloaded)
 	return func(w http.ResponseWriter, r *http.Request) {
 		ch, _ := ChannelOf(r.Context())
 		if err := h.lims.allow(ch); err != nil {
 			h.s.writeError(w, r, err)
+			return
+		}
+		if ov != nil && ov.Overloaded() {
+			h.s.writeError(w, r, oms.ErrOverloaded)
 			return
 		}
 		next(w, r)

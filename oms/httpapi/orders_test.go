@@ -364,3 +364,23 @@ func TestAdminRoutes(t *testing.T) {
 		t.Errorf("got cleared %q and stock %q", admin.cleared, admin.stock)
 	}
 }
+
+// fullOrders is at its admission limit.
+type fullOrders struct{ *recordingOrders }
+
+func (fullOrders) Overloaded() bool { return true }
+
+func TestAnOverloadedIntakeIsAnswered503BeforeTheBodyIsRead(t *testing.T) {
+	s, ts := newTestServer(t, nil)
+	orders := fullOrders{&recordingOrders{stored: map[string]*oms.Order{}}}
+	s.Register(OrderRoutes(orders, &fakeAdmin{}, RateConfig{}))
+	key := createChannel(t, ts, "web")
+	// Not even JSON: refused as overloaded, never decoded.
+	resp, p := submit(t, ts, key, nil, "{not json")
+	if resp.StatusCode != http.StatusServiceUnavailable || p.Type != ProblemBase+string(oms.SlugOverloaded) || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d %q Retry-After %q, want 503 overloaded with Retry-After", resp.StatusCode, p.Type, resp.Header.Get("Retry-After"))
+	}
+	if n, _ := orders.calls(); n != 0 {
+		t.Errorf("Submit called %d times, want 0", n)
+	}
+}
