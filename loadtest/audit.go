@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Order statuses after which an order holds no stock (API.md).
+// Order statuses after which an order holds no stock (the v1 API).
 var deadStatuses = map[string]bool{"cancelled": true, "expired": true}
 
 // AuditOrder is an accepted order as the audit sees it.

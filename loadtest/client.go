@@ -59,7 +59,7 @@ func (c *ClientConfig) setDefaults() {
 	}
 }
 
-// Client speaks the public omsd API (API.md) and nothing else.
+// Client speaks the public omsd API (the v1 API) and nothing else.
 type Client struct {
 	bases []string
 	next  atomic.Uint64 // round robin over bases

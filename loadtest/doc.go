@@ -1,6 +1,6 @@
 // Package loadtest offers load to omsd the way channels do and checks that
 // nothing was lost, oversold or shipped twice. It is a client of the public
-// contract only (shared/API.md: the HTTP API and the oms.shipments topic)
+// contract only (the HTTP API in oms/httpapi/api/openapi.yaml and the oms.shipments topic)
 // and imports no other omsd package, so it tests what a channel sees.
 //
 // # Seeding
@@ -46,7 +46,7 @@
 // arrival, queued and in-flight requests get Drain to finish; what is
 // still queued is counted as unsent.
 //
-// Orders follow API.md: a channel picked by weight, 1–5 distinct lines
+// Orders follow the v1 API: a channel picked by weight, 1–5 distinct lines
 // whose SKUs are hot (the first HotSKUs of the catalogue, Zipf-distributed
 // with exponent ZipfS) with probability HotShare and uniform otherwise,
 // ship-to addresses in real cities, payment paid or pending. A network

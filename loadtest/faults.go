@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Fault kinds that omsd dev carries out (API.md, "Fault injection").
+// Fault kinds that omsd dev carries out (see ARCHITECTURE.md, "Faults").
 const (
 	FaultPGStall       = "pg-stall"       // PostgreSQL frozen (SIGSTOP) for 5 s
 	FaultOMSDKill      = "omsd-kill"      // kill -9 of one omsd serve, restarted 2 s later

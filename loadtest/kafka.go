@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// TopicShipments is the topic of shipment requests to warehouses (API.md).
+// TopicShipments is the topic of shipment requests to warehouses (the v1 API).
 const TopicShipments = "oms.shipments"
 
 // StallTimeout bounds the wait for the next message of a partition that

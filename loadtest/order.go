@@ -7,7 +7,7 @@ import (
 	"sort"
 )
 
-// The order body of POST /v1/orders, field for field as API.md gives it.
+// The order body of POST /v1/orders, field for field as the v1 API (openapi.yaml) gives it.
 type (
 	orderBody struct {
 		ExternalID  string      `json:"external_id"`
