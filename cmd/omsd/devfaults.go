@@ -21,7 +21,7 @@ import (
 	"github.com/omsd/omsd/deploy/localstack"
 )
 
-// Fault kinds omsd dev carries out (API.md, "Fault injection").
+// Fault kinds omsd dev carries out (ARCHITECTURE.md, "Faults").
 const (
 	faultPGStall       = "pg-stall"
 	faultOMSDKill      = "omsd-kill"
@@ -30,7 +30,7 @@ const (
 	faultWMSPoison     = "wms-poison"
 )
 
-// faultTimes are how long the faults last. API.md fixes them; tests of the
+// faultTimes are how long the faults last (the documented defaults); tests of the
 // control endpoint itself may shorten them.
 type faultTimes struct {
 	PGStall       time.Duration // SIGSTOP to SIGCONT

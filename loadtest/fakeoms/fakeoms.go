@@ -1,5 +1,5 @@
 // Package fakeoms is an in-memory stand-in for the omsd HTTP API (the
-// subset in shared/API.md that the load test uses), for the load test's
+// subset of the v1 API that the load test uses), for the load test's
 // own tests. It reserves stock greedily across nodes, honours
 // Idempotency-Key and (channel, external_id), and lets a test inject
 // latency, failures and ledger faults. It is not a model of omsd's
