@@ -311,7 +311,14 @@ func (p *pipeline) sqlOnHand(node, sku string) int64 {
 // wantStock checks Redis and the SQL ledger.
 func (p *pipeline) wantStock(node, sku string, onHand, reserved int64) {
 	p.t.Helper()
-	if l := p.level(node, sku); l.OnHand != onHand || l.Reserved != reserved {
+	// SQL is written first and Redis right after it: an order seen in its
+	// new state may be read a moment before its Redis commit or release.
+	l := p.level(node, sku)
+	for deadline := time.Now().Add(5 * time.Second); (l.OnHand != onHand || l.Reserved != reserved) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		l = p.level(node, sku)
+	}
+	if l.OnHand != onHand || l.Reserved != reserved {
 		p.t.Errorf("Redis %s/%s: got on hand %d reserved %d, want %d and %d", node, sku, l.OnHand, l.Reserved, onHand, reserved)
 	}
 	if n := p.sqlOnHand(node, sku); n != onHand {
