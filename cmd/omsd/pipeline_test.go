@@ -82,7 +82,13 @@ func TestFulfillmentPipelineThroughHTTP(t *testing.T) {
 	if shipped.Shipments[0].TrackingNumber != wmssim.TrackingNumber(sid) {
 		t.Errorf("got tracking %q, want the simulator's", shipped.Shipments[0].TrackingNumber)
 	}
+	// SQL is written before Redis: the stock follows the shipped order a
+	// moment later.
 	lv := s.levels(sku)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !(len(lv.Nodes) == 1 && lv.Nodes[0].OnHand == 8 && lv.Nodes[0].Reserved == 0); {
+		time.Sleep(20 * time.Millisecond)
+		lv = s.levels(sku)
+	}
 	if len(lv.Nodes) != 1 || lv.Nodes[0].OnHand != 8 || lv.Nodes[0].Reserved != 0 {
 		t.Errorf("got levels %+v, want on hand 8, reserved 0", lv.Nodes)
 	}
