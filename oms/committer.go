@@ -79,7 +79,7 @@ type CommitterConfig struct {
 	// MaxBatch bounds one transaction; default 128.
 	MaxBatch int
 	// QueueDepth bounds the orders waiting per shard; past it Commit
-	// answers ErrOverloaded at once; default 4 × MaxBatch.
+	// answers ErrOverloaded at once; default 4 × MaxBatch, at least 64.
 	QueueDepth int
 	// Timeout of one batch transaction, independent of any request;
 	// default 10s.
@@ -97,7 +97,7 @@ type CommitterConfig struct {
 func (c *CommitterConfig) setDefaults() {
 	c.Shards = cmpOr(c.Shards, 8)
 	c.MaxBatch = cmpOr(c.MaxBatch, 128)
-	c.QueueDepth = cmpOr(c.QueueDepth, 4*c.MaxBatch)
+	c.QueueDepth = cmpOr(c.QueueDepth, max(4*c.MaxBatch, 64))
 	c.Timeout = cmpOr(c.Timeout, 10*time.Second)
 }
 
