@@ -46,6 +46,19 @@
 // arrival, queued and in-flight requests get Drain to finish; what is
 // still queued is counted as unsent.
 //
+// # The closed loop, for capacity
+//
+// RunConfig.Closed runs the closed loop on purpose, for the one question it
+// answers well: how many orders per second a server completes at a given
+// concurrency. Workers clients each take the next order the moment their
+// previous one is answered (an unbuffered hand-over, so never more than
+// Workers in flight) until Duration has passed; latency is from the actual
+// send (equal to the service time), there is no offered rate, and the
+// achieved rate is the figure. It is not a latency measurement: use the
+// open model for that. Options.NoAudit runs the load alone (no stock
+// snapshot, no settling, no audit), for servers that keep no stock, such
+// as the reference HTTP server of the benchmarks.
+//
 // Orders follow the v1 API: a channel picked by weight, 1–5 distinct lines
 // whose SKUs are hot (the first HotSKUs of the catalogue, Zipf-distributed
 // with exponent ZipfS) with probability HotShare and uniform otherwise,

@@ -24,6 +24,12 @@ type Options struct {
 	// moving (two identical snapshots a second apart). Default 3 minutes:
 	// under heavy load the warehouse events lag behind intake.
 	QuietTimeout time.Duration
+	// NoAudit runs the load only: no stock snapshot before it, no
+	// settling and no audit after it (Report.NotAudited). For a server
+	// that keeps no stock, such as a reference HTTP server measuring what
+	// the client and the network alone can do. The seed file is still
+	// needed, for the SKUs and the channel keys.
+	NoAudit bool
 	// Log, if not nil, gets a line per phase.
 	Log io.Writer
 }
@@ -60,16 +66,20 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	if err := preflight(ctx, auditClient, o.Seed); err != nil {
 		return nil, err
 	}
-	logf("snapshot of %d SKUs before the load", len(o.Seed.SKUs))
 	var notes []string
-	initial, err := Snapshot(ctx, auditClient, o.Seed.SKUs, o.Audit.Concurrency)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	var initial []StockLevel
+	if !o.NoAudit {
+		logf("snapshot of %d SKUs before the load", len(o.Seed.SKUs))
+		var err error
+		initial, err = Snapshot(ctx, auditClient, o.Seed.SKUs, o.Audit.Concurrency)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			logf("snapshot failed (%v): the audit uses the seeded stock", err)
+			notes = append(notes, "initial stock from the seed file (snapshot failed: "+err.Error()+")")
+			initial = InitialStock(o.Seed)
 		}
-		logf("snapshot failed (%v): the audit uses the seeded stock", err)
-		notes = append(notes, "initial stock from the seed file (snapshot failed: "+err.Error()+")")
-		initial = InitialStock(o.Seed)
 	}
 
 	if len(o.Run.Faults) > 0 && o.Run.Injector == nil {
@@ -79,7 +89,11 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		}
 		o.Run.Injector = dc
 	}
-	logf("run: %s at %.0f/s for %s over %d API URL(s)", o.Run.Profile, o.Run.Rate, o.Run.Duration, len(o.Target.URLs()))
+	if o.Run.Closed {
+		logf("run: closed loop, %d clients for %s over %d API URL(s)", o.Run.Workers, o.Run.Duration, len(o.Target.URLs()))
+	} else {
+		logf("run: %s at %.0f/s for %s over %d API URL(s)", o.Run.Profile, o.Run.Rate, o.Run.Duration, len(o.Target.URLs()))
+	}
 	for _, f := range o.Run.Faults {
 		logf("fault %s at %s", f.Kind, f.Offset)
 	}
@@ -87,6 +101,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	loadEnd := time.Now()
 	if len(res.Faults) > 0 {
 		if err := waitFaultsOver(ctx, o.Run.Injector, time.Minute); err != nil {
 			notes = append(notes, "fault end times unknown: "+err.Error())
@@ -101,6 +116,11 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 	rep := NewReport(res, strings.Join(o.Target.URLs(), ","))
 	if res.Interrupted || ctx.Err() != nil {
 		rep.AuditError = "interrupted before the end of the schedule: not audited"
+		return rep, nil
+	}
+	if o.NoAudit {
+		rep.NotAudited = true
+		rep.AuditError = "not audited (no-audit run: load only)"
 		return rep, nil
 	}
 
@@ -124,6 +144,8 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		notes = append(notes, "stock snapshot failed while waiting for the server to settle: "+err.Error())
 	} else if !quiet {
 		notes = append(notes, "the stock was still moving after "+o.QuietTimeout.String()+": the audit may count work in flight")
+	} else {
+		rep.QuietS = round3(time.Since(loadEnd).Seconds())
 	}
 	logf("stock settled; gathering the audit data")
 	o.Audit.Brokers = o.Target.Brokers

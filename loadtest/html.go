@@ -262,7 +262,7 @@ th{background:#f6f6f6}td.l,th.l{text-align:left}.pass{color:#1a7f37;font-weight:
 figure{margin:0 0 24px}
 </style></head><body>
 <h1>omsd load test <small>{{.R.RunID}}</small></h1>
-<p>Profile <b>{{.R.Profile}}</b>, peak {{f1 .R.PeakRate}}/s for {{f1 .R.DurationS}}s
+<p>{{if eq .R.Mode "closed"}}<b>Closed loop</b>: {{.R.Workers}} clients, each sending its next order when the previous one is answered (no offered rate; latency = service time), for {{f1 .R.DurationS}}s{{else}}Profile <b>{{.R.Profile}}</b>, peak {{f1 .R.PeakRate}}/s for {{f1 .R.DurationS}}s{{end}}
 (elapsed {{f1 .R.ElapsedS}}s), {{.R.Workers}} workers, target {{.R.Target}}, started {{.R.StartedAt.Format "2006-01-02 15:04:05 UTC"}}.
 {{if .R.Interrupted}}<b class="fail">Interrupted.</b>{{end}}</p>
 <h2>Audit:

@@ -34,8 +34,13 @@ func percentiles(h *Histogram) Percentiles {
 
 // Report is the outcome of a run and its audit: what --json writes.
 type Report struct {
-	RunID       string    `json:"run_id"`
-	Target      string    `json:"target"`
+	RunID  string `json:"run_id"`
+	Target string `json:"target"`
+	// Mode is "open" (arrivals on a schedule, latency from the intended
+	// send time) or "closed" (Workers clients, each sending its next order
+	// when the previous one is answered: no profile, no offered rate,
+	// latency from the actual send).
+	Mode        string    `json:"mode"`
 	Profile     Profile   `json:"profile"`
 	PeakRate    float64   `json:"peak_rate"`
 	DurationS   float64   `json:"duration_s"`
@@ -45,8 +50,9 @@ type Report struct {
 	StartedAt   time.Time `json:"started_at"`
 	Interrupted bool      `json:"interrupted,omitempty"`
 
-	// OfferedRate is the schedule's mean arrival rate; AchievedRate the
-	// answers (any status) per second of ElapsedS; AcceptedRate the 2xx.
+	// OfferedRate is the schedule's mean arrival rate (0 in a closed
+	// loop); AchievedRate the answers (any status) per second of
+	// ElapsedS; AcceptedRate the 2xx.
 	OfferedRate  float64 `json:"offered_rate"`
 	AchievedRate float64 `json:"achieved_rate"`
 	AcceptedRate float64 `json:"accepted_rate"`
@@ -84,9 +90,16 @@ type Report struct {
 	ProblemTypes map[string]int64 `json:"problem_types,omitempty"`
 	ErrorSamples []string         `json:"error_samples,omitempty"`
 
-	// Audit is null when it could not run (AuditError says why).
+	// Audit is null when it could not run (AuditError says why) or was
+	// not asked for (NotAudited: no stock snapshot, no settling, no audit).
 	Audit      *AuditResult `json:"audit"`
 	AuditError string       `json:"audit_error,omitempty"`
+	NotAudited bool         `json:"not_audited,omitempty"`
+	// QuietS is how long after the last answer the stock stopped moving
+	// (two equal snapshots a second apart; the settle pause included): how
+	// far the asynchronous side (outbox relay, warehouse events) lagged
+	// behind intake. 0 when not measured.
+	QuietS float64 `json:"quiet_s,omitempty"`
 	// UnknownOrders got no definite answer; Recovered of them were found
 	// by external id and audited, Unresolved could not be looked up.
 	UnknownOrders int `json:"unknown_orders"`
@@ -102,8 +115,12 @@ func NewReport(res *Result, target string) *Report {
 	if el <= 0 {
 		el = res.Duration.Seconds()
 	}
+	mode := "open"
+	if res.Closed {
+		mode = "closed"
+	}
 	rep := &Report{
-		RunID: res.RunID, Target: target, Profile: res.Profile, PeakRate: res.Rate,
+		RunID: res.RunID, Target: target, Mode: mode, Profile: res.Profile, PeakRate: res.Rate,
 		DurationS: res.Duration.Seconds(), ElapsedS: round3(el), Workers: res.Workers, Seed: res.Seed,
 		StartedAt: res.Start.UTC(), Interrupted: res.Interrupted,
 		OfferedRate:  round3(res.OfferedRate),
@@ -173,12 +190,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(label string, values ...string) { fmt.Fprintf(tw, "%s\t%s\n", label, strings.Join(values, "  ")) }
 	f := fmt.Sprintf
-	fmt.Fprintf(w, "omsd load test  run %s  profile %s  peak %.0f/s  duration %s  elapsed %.1fs\n\n", r.RunID, r.Profile, r.PeakRate,
-		time.Duration(r.DurationS*float64(time.Second)), r.ElapsedS)
+	dur := time.Duration(r.DurationS * float64(time.Second))
+	if r.Mode == "closed" {
+		fmt.Fprintf(w, "omsd load test  run %s  closed loop  %d clients  duration %s  elapsed %.1fs\n\n", r.RunID, r.Workers, dur, r.ElapsedS)
+	} else {
+		fmt.Fprintf(w, "omsd load test  run %s  profile %s  peak %.0f/s  duration %s  elapsed %.1fs\n\n", r.RunID, r.Profile, r.PeakRate, dur, r.ElapsedS)
+	}
 	if r.Interrupted {
 		line("INTERRUPTED", "the schedule was cut short")
 	}
-	line("rate /s", f("offered %.1f", r.OfferedRate), f("achieved %.1f", r.AchievedRate), f("accepted %.1f", r.AcceptedRate))
+	if r.Mode == "closed" {
+		line("rate /s", "offered: none (closed loop, each client waits for its answer)", f("achieved %.1f", r.AchievedRate), f("accepted %.1f", r.AcceptedRate))
+	} else {
+		line("rate /s", f("offered %.1f", r.OfferedRate), f("achieved %.1f", r.AchievedRate), f("accepted %.1f", r.AcceptedRate))
+	}
 	line("requests", f("scheduled %d", r.Scheduled), f("sent %d", r.Sent), f("answered %d", r.Answered),
 		f("errors %d", r.Errors), f("unsent %d", r.Unsent), f("retries %d", r.Retries), f("gave up %d", r.GaveUp))
 	line("overload", f("accepted %.1f/s", r.AcceptedRate), f("p99 of 2xx %.2f ms", r.AcceptedLatencyMs.P99),
@@ -220,6 +245,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 
 	fmt.Fprintln(w)
+	if r.Mode == "closed" {
+		fmt.Fprintln(w, "closed loop: every request is sent the moment a client is free, so latency = service time")
+	}
 	fmt.Fprintf(w, "%-33s %9s %9s %9s %9s %9s\n", "latency ms", "p50", "p90", "p99", "p99.9", "max")
 	for _, row := range []struct {
 		name string
@@ -234,6 +262,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Audit == nil {
 		line("audit", "NOT RUN", r.AuditError)
 		return tw.Flush()
+	}
+	if r.QuietS > 0 {
+		line("settled", f("stock quiet %.1fs after the last answer", r.QuietS))
 	}
 	a := r.Audit
 	verdict := "PASS"

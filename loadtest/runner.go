@@ -17,9 +17,16 @@ import (
 	"time"
 )
 
-// RunConfig configures Run. Rate and Duration are required; the rest has
-// defaults given per field.
+// RunConfig configures Run. Rate (unless Closed) and Duration are
+// required; the rest has defaults given per field.
 type RunConfig struct {
+	// Closed runs a closed loop instead of the open model: each of the
+	// Workers clients sends its next order as soon as its previous one is
+	// answered, until Duration has passed. There is no schedule (Rate and
+	// Profile are ignored), so each request's latency is measured from its
+	// actual send: Latency equals ServiceTime, and the achieved rate is the
+	// figure (the capacity at that concurrency).
+	Closed bool
 	// Profile shapes the offered load. Default steady.
 	Profile Profile
 	// Rate is the peak offered rate in orders per second.
@@ -29,7 +36,8 @@ type RunConfig struct {
 	// Workers is the number of requests that may be in flight at once.
 	// When all are busy, arrivals wait in a queue with their intended
 	// time: the schedule never slows down, and the wait shows up in the
-	// measured latency. Default 256.
+	// measured latency. In a closed loop, the number of clients. Default
+	// 256.
 	Workers int
 	// Poisson spaces arrivals randomly (a Poisson process following the
 	// profile) instead of evenly. Default false: even spacing.
@@ -89,7 +97,10 @@ type AcceptedOrder struct {
 
 // Result is what Run measured.
 type Result struct {
-	RunID    string
+	RunID string
+	// Closed is set for a closed-loop run (RunConfig.Closed): Profile is
+	// empty, Rate and OfferedRate are 0.
+	Closed   bool
 	Profile  Profile
 	Rate     float64
 	Duration time.Duration
@@ -98,7 +109,8 @@ type Result struct {
 	Start    time.Time
 	// Elapsed runs from the start of the schedule to the last answer.
 	Elapsed time.Duration
-	// OfferedRate is the schedule's mean rate (expected arrivals / Duration).
+	// OfferedRate is the schedule's mean rate (expected arrivals /
+	// Duration); 0 in a closed loop, which offers no rate of its own.
 	OfferedRate float64
 	// Interrupted is set when ctx was cancelled before the schedule ended.
 	Interrupted bool
@@ -162,7 +174,7 @@ type Second struct {
 
 type job struct {
 	k        int64
-	intended time.Time
+	intended time.Time // zero in a closed loop: the worker stamps its send time
 }
 
 type outcome struct {
@@ -184,6 +196,8 @@ type outcome struct {
 // the schedule is done and the last request answered (or the drain time
 // ran out). A cancelled ctx stops it early with what was measured so far
 // (Result.Interrupted) and no error. Errors are for unusable arguments.
+//
+// With cfg.Closed it runs a closed loop instead (see RunConfig.Closed).
 func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result, error) {
 	if err := seed.Validate(); err != nil {
 		return nil, err
@@ -192,9 +206,16 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 	if err := cfg.Mix.validate(); err != nil {
 		return nil, err
 	}
-	sched, err := NewSchedule(cfg.Profile, cfg.Rate, cfg.Duration)
-	if err != nil {
-		return nil, err
+	var sched *Schedule
+	if cfg.Closed {
+		if cfg.Duration <= 0 {
+			return nil, errors.New("loadtest: a closed loop needs a duration > 0")
+		}
+	} else {
+		var err error
+		if sched, err = NewSchedule(cfg.Profile, cfg.Rate, cfg.Duration); err != nil {
+			return nil, err
+		}
 	}
 	if len(cfg.Faults) > 0 && cfg.Injector == nil {
 		return nil, errors.New("loadtest: faults given without an injector (a stack run by omsd dev)")
@@ -206,12 +227,10 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 	}
 	res := &Result{
 		RunID:           newRunID(),
-		Profile:         sched.Profile,
-		Rate:            cfg.Rate,
+		Closed:          cfg.Closed,
 		Duration:        cfg.Duration,
 		Workers:         cfg.Workers,
 		Seed:            cfg.Seed,
-		OfferedRate:     sched.OfferedRate(),
 		StatusCounts:    map[string]int64{},
 		ProblemTypes:    map[string]int64{},
 		Latency:         NewHistogram(),
@@ -219,9 +238,18 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 		SendLag:         NewHistogram(),
 		AcceptedLatency: NewHistogram(),
 	}
+	if sched != nil {
+		res.Profile, res.Rate, res.OfferedRate = sched.Profile, cfg.Rate, sched.OfferedRate()
+	}
 	gen := newOrderGen(seed, cfg.Mix, res.RunID)
 
+	// Open model: a queue in front of the workers, so that the dispatcher
+	// keeps to the schedule while they are busy. Closed loop: no queue, a
+	// job is handed over only when a worker is free to send it at once.
 	jobs := make(chan job, cfg.Workers)
+	if cfg.Closed {
+		jobs = make(chan job)
+	}
 	outcomes := make(chan outcome, 4096)
 	// Requests live under drainCtx: cancelled with ctx, or Drain after the
 	// last arrival.
@@ -249,6 +277,9 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 				o := gen.make(r, z, j.k)
 				out.order = o
 				out.sentAt = time.Now()
+				if out.intended.IsZero() {
+					out.intended = out.sentAt // closed loop: sent the moment it is taken
+				}
 				sent.Add(1)
 				resp, err := c.Do(drainCtx, http.MethodPost, "/v1/orders", gen.channels[o.channel].APIKey, o.idemKey, o.body)
 				out.doneAt = time.Now()
@@ -269,9 +300,30 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 
 	faultsDone := injectFaults(drainCtx, cfg.Injector, cfg.Faults, start, res)
 
-	// The dispatcher: intended times come from the schedule alone. If the
-	// queue is full it blocks, but the times it hands out afterwards are
-	// still the scheduled ones, so the lateness is measured, not hidden.
+	var k int64
+	if cfg.Closed {
+		k = dispatchClosed(ctx, jobs, start, cfg.Duration)
+	} else {
+		k = dispatchOpen(ctx, jobs, sched, start, cfg)
+	}
+	close(jobs)
+	res.Scheduled = k
+	res.Interrupted = ctx.Err() != nil
+	drainTimer := time.AfterFunc(cfg.Drain, cancelDrain)
+	wg.Wait()
+	drainTimer.Stop()
+	close(outcomes)
+	<-colDone
+	faultsDone()
+	col.finish()
+	return res, nil
+}
+
+// dispatchOpen hands out the schedule's arrivals and returns how many.
+// Intended times come from the schedule alone. If the queue is full it
+// blocks, but the times it hands out afterwards are still the scheduled
+// ones, so the lateness is measured, not hidden.
+func dispatchOpen(ctx context.Context, jobs chan<- job, sched *Schedule, start time.Time, cfg RunConfig) int64 {
 	var k int64
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -294,17 +346,34 @@ dispatch:
 			break dispatch
 		}
 	}
-	close(jobs)
-	res.Scheduled = k
-	res.Interrupted = ctx.Err() != nil
-	drainTimer := time.AfterFunc(cfg.Drain, cancelDrain)
-	wg.Wait()
-	drainTimer.Stop()
-	close(outcomes)
-	<-colDone
-	faultsDone()
-	col.finish()
-	return res, nil
+	return k
+}
+
+// dispatchClosed hands a job to whichever worker is free, from start until
+// d has passed, and returns how many it handed out. jobs is unbuffered: a
+// job is taken only by a worker whose previous request was answered, so
+// at most Workers requests are in flight and each goes out on receipt.
+func dispatchClosed(ctx context.Context, jobs chan<- job, start time.Time, d time.Duration) int64 {
+	wait := time.NewTimer(time.Until(start))
+	select {
+	case <-ctx.Done():
+		wait.Stop()
+		return 0
+	case <-wait.C:
+	}
+	end := time.NewTimer(time.Until(start.Add(d)))
+	defer end.Stop()
+	var k int64
+	for {
+		select {
+		case jobs <- job{k: k}:
+			k++
+		case <-end.C:
+			return k
+		case <-ctx.Done():
+			return k
+		}
+	}
 }
 
 // injectFaults starts a goroutine per fault that injects it at its offset

@@ -13,16 +13,16 @@ import (
 	"github.com/omsd/omsd/loadtest"
 )
 
-const usage = `oms-loadtest: seed an omsd stack and offer it open-model load, then audit it
+const usage = `oms-loadtest: seed an omsd stack and offer it open-model (or closed-loop) load, then audit it
 
 Usage:
   oms-loadtest seed [target flags] [--skus N] [--nodes N] [--stock N] [--prefix P] [--seed FILE]
-  oms-loadtest run  [target flags] --rate N [--duration D] [--profile steady|ramp|flash-sale]
+  oms-loadtest run  [target flags] (--rate N | --closed) [--duration D] [--profile steady|ramp|flash-sale]
                     [--json FILE] [--html FILE] [--seed FILE] [--workers N] [--retries N]
                     [--timeout D] [--paid-share F] [--hot-skus N] [--hot-share F] [--zipf-s S]
                     [--poisson] [--random-seed N] [--drain D] [--settle D]
                     [--audit-sample N] [--audit-concurrency N] [--quiet]
-                    [--backoff D] [--no-retry-503] [--fault KIND@OFFSET ...]
+                    [--backoff D] [--no-retry-503] [--no-audit] [--fault KIND@OFFSET ...]
 
 Target flags (flags beat the env file, which beats the environment):
   --env FILE         a stack.env (KEY=VALUE lines: OMS_API_URL, OMS_API_URLS, OMS_ADMIN_KEY,
@@ -41,6 +41,12 @@ Profiles (--rate is the peak): steady = rate throughout; ramp = linear from rate
 flash-sale = rate/10, then rate for one minute in the middle, then rate/10 (in runs shorter
 than 3 minutes the spike lasts a third of the run).
 
+Closed loop (--closed): --workers clients, each sending its next order the moment its previous
+one is answered, for --duration. There is no schedule: the report gives the achieved rate (the
+capacity at that concurrency) and latency from the actual send. --no-audit runs the load only (no
+stock snapshot, no settling, no audit; exit status 0 whatever the answers): for a server that keeps
+no stock, such as a reference HTTP server.
+
 Faults (--fault KIND@OFFSET, repeatable; needs a stack run by 'omsd dev', which carries them out):
   pg-stall        PostgreSQL frozen (SIGSTOP of every postgres process) for 5 s
   omsd-kill       kill -9 of one omsd serve instance, restarted 2 s later on the same port
@@ -57,7 +63,8 @@ attempt failed is "gave up": the audit looks it up by external id and requires i
 with its shipments or not stored at all. --no-retry-503 counts a 503 carrying Retry-After instead
 of retrying it (overload measurements: the report gives the share answered 503).
 
-Exit status: 0 when the audit passes, 2 when it finds a fault or could not run, 1 on errors.
+Exit status: 0 when the audit passes (or with --no-audit), 2 when it finds a fault or could not run,
+1 on errors.
 Run 'oms-loadtest seed -h' or 'oms-loadtest run -h' for every flag.
 `
 
@@ -194,7 +201,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlagSet("run", stderr)
 	var tf targetFlags
 	tf.register(fs)
-	rate := fs.Float64("rate", 0, "peak offered rate, orders per second (required)")
+	rate := fs.Float64("rate", 0, "peak offered rate, orders per second (required, except with --closed)")
+	closed := fs.Bool("closed", false, "closed loop: --workers clients, each sending its next order as soon as the previous one is answered, for --duration (no --rate; reports the achieved rate)")
+	noAudit := fs.Bool("no-audit", false, "load only: no stock snapshot, no settling, no audit (a server without stock, such as a reference HTTP server)")
 	duration := fs.Duration("duration", time.Minute, "how long arrivals are scheduled")
 	profile := fs.String("profile", "steady", "steady, ramp or flash-sale")
 	jsonPath := fs.String("json", "", "JSON report (default loadtest-report.json next to --env)")
@@ -225,8 +234,18 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	if *rate <= 0 {
+	if *closed {
+		if *rate != 0 {
+			return errors.New("--rate has no meaning with --closed: the clients send as fast as they are answered")
+		}
+		if *workers <= 0 {
+			return errors.New("--workers must be > 0")
+		}
+	} else if *rate <= 0 {
 		return errors.New("--rate must be > 0")
+	}
+	if *duration <= 0 {
+		return errors.New("--duration must be > 0")
 	}
 	for _, f := range faults {
 		if f.Offset >= *duration {
@@ -264,14 +283,15 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		Target: tg,
 		Seed:   sf,
 		Run: loadtest.RunConfig{
-			Profile: loadtest.Profile(*profile), Rate: *rate, Duration: *duration, Workers: *workers,
+			Closed: *closed, Profile: loadtest.Profile(*profile), Rate: *rate, Duration: *duration, Workers: *workers,
 			Poisson: *poisson, Seed: *rseed, Drain: *drain, Progress: progress, Faults: faults,
 			Mix: loadtest.MixConfig{PendingShare: 1 - *paid, HotSKUs: hotSKUs, HotShare: *hotShare, ZipfS: *zipf},
 		},
-		Client: loadtest.ClientConfig{Timeout: *timeout, Retries: *retries, Backoff: *backoff, NoRetry503: *noRetry503, MaxConns: *workers * 2},
-		Audit:  loadtest.AuditConfig{Concurrency: *auditConc, SampleMax: *sample},
-		Settle: *settle,
-		Log:    progress,
+		Client:  loadtest.ClientConfig{Timeout: *timeout, Retries: *retries, Backoff: *backoff, NoRetry503: *noRetry503, MaxConns: *workers * 2},
+		Audit:   loadtest.AuditConfig{Concurrency: *auditConc, SampleMax: *sample},
+		Settle:  *settle,
+		NoAudit: *noAudit,
+		Log:     progress,
 	})
 	if err != nil {
 		return err
@@ -286,6 +306,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	fmt.Fprintf(stdout, "reports: %s %s\n", *jsonPath, *htmlPath)
+	if rep.NotAudited {
+		return nil
+	}
 	if !rep.Passed() {
 		if rep.Audit == nil {
 			return fmt.Errorf("%w: %s", errAuditFailed, rep.AuditError)

@@ -195,3 +195,40 @@ func TestRunRefusesBadFaults(t *testing.T) {
 		}
 	}
 }
+
+func TestRunClosedLoopWithoutAudit(t *testing.T) {
+	f, env := stack(t)
+	if _, _, err := runCLI(t, "seed", "--env", env, "--skus", "10", "--nodes", "2", "--stock", "100000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "run", "--env", env, "--closed", "--rate", "10", "--duration", "100ms"); err == nil {
+		t.Error("--closed with --rate: got no error")
+	}
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	out, stderr, err := runCLI(t, "run", "--env", env, "--closed", "--workers", "4", "--duration", "400ms", "--no-audit",
+		"--json", jsonPath, "--quiet")
+	if err != nil {
+		t.Fatalf("got %v, want exit 0 for a run without audit\n%s\n%s", err, out, stderr)
+	}
+	for _, want := range []string{"closed loop  4 clients", "NOT RUN", "not audited"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Mode         string  `json:"mode"`
+		AchievedRate float64 `json:"achieved_rate"`
+		Accepted     int64   `json:"accepted"`
+		NotAudited   bool    `json:"not_audited"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != "closed" || !rep.NotAudited || rep.Accepted == 0 || rep.Accepted != int64(len(f.OrderIDs())) || rep.AchievedRate <= 0 {
+		t.Errorf("got %+v (server has %d orders)", rep, len(f.OrderIDs()))
+	}
+}
