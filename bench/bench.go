@@ -10,6 +10,24 @@
 // 200 nodes. The end-to-end figure (orders per second at rising offered
 // load until p99 passes a bound) comes from the open-model load generator
 // against a running local stack.
+//
+// The capacity stage puts omsd next to a ceiling in one run. The ceiling
+// is bench/refserver, a trivial net/http JSON server that decodes the v1
+// order strictly and answers 201 without doing anything else, driven by
+// the same load client (oms-loadtest) in a closed loop with 64
+// connections: what the client, net/http and the machine can do at all.
+// omsd then takes the same closed loop on a fresh `omsd dev` stack (every
+// order audited), and the ratio of the two rates is the share of the HTTP
+// ceiling omsd reaches. During omsd's load window (cut from the report's
+// start and elapsed time, so the audit after it is not counted) the CPU
+// of every process is read from /proc every 250 ms, user and kernel
+// time: the omsd serve instances, PostgreSQL (postmaster and backends,
+// exited ones included through the postmaster's child time), redis-server,
+// the omsd dev process (the in-process broker and the warehouse
+// simulator) and the load client, each divided by the accepted orders.
+// Last, on another fresh stack, the open model at a share of the ceiling
+// (20 % by default) gives p99 latency from the intended send time, with
+// its audit.
 package bench
 
 import (
@@ -124,6 +142,80 @@ type Report struct {
 	// P99BoundMs with no errors and a clean audit.
 	MaxRateUnderBound float64 `json:"max_rate_under_bound"`
 	P99BoundMs        float64 `json:"p99_bound_ms"`
+	// Capacity is the capacity stage, nil when skipped.
+	Capacity *Capacity `json:"capacity,omitempty"`
+}
+
+// Capacity is omsd's closed-loop capacity next to the HTTP ceiling, the
+// CPU per order of each process, and the open-model latency at a share
+// of the ceiling.
+type Capacity struct {
+	// Clients is the closed loop's concurrency (connections), DurationS
+	// the length of each closed-loop run.
+	Clients   int     `json:"clients"`
+	DurationS float64 `json:"duration_s"`
+	// CeilingRate is the reference server's 2xx answers per second;
+	// CeilingErrors its answers that were not 2xx, and failed requests.
+	CeilingRate   float64 `json:"ceiling_rate"`
+	CeilingErrors int64   `json:"ceiling_errors"`
+	// Rate is omsd's accepted orders per second in the same closed loop;
+	// Accepted the orders, Errors the answers that were not 2xx and the
+	// failed requests; P50Ms and P99Ms its latency (= service time).
+	Rate     float64 `json:"omsd_rate"`
+	Accepted int64   `json:"omsd_accepted"`
+	Errors   int64   `json:"omsd_errors"`
+	P50Ms    float64 `json:"omsd_p50_ms"`
+	P99Ms    float64 `json:"omsd_p99_ms"`
+	// Ratio is Rate / CeilingRate.
+	Ratio float64 `json:"ratio"`
+	// AuditClean says every accepted order was audited and nothing was
+	// found; AuditError says why the audit did not run.
+	AuditClean bool   `json:"audit_clean"`
+	AuditError string `json:"audit_error,omitempty"`
+	// QuietS is how long after the last answer the stock stopped moving
+	// (how far the asynchronous side lagged behind intake; the load
+	// client's settle pause included). 0: not measured.
+	QuietS float64 `json:"quiet_s"`
+	// CPUWindowS is the load window the CPU was measured over; CPU has a
+	// row per class of process; ServerCPUUsPerOrder sums the server
+	// processes (the load client not included).
+	CPUWindowS          float64      `json:"cpu_window_s"`
+	CPU                 []ProcessCPU `json:"cpu"`
+	ServerCPUUsPerOrder float64      `json:"server_cpu_us_per_order"`
+	CPUError            string       `json:"cpu_error,omitempty"`
+	// Open is the open-model run at a share of the ceiling.
+	Open *OpenLoad `json:"open,omitempty"`
+}
+
+// ProcessCPU is one class of processes' CPU (user + kernel) during the
+// load window.
+type ProcessCPU struct {
+	Process string `json:"process"`
+	// Processes is the most processes of the class seen at once.
+	Processes int     `json:"processes"`
+	CPUS      float64 `json:"cpu_s"`
+	// Cores is CPUS over the window: how many cores it kept busy.
+	Cores      float64 `json:"cores"`
+	UsPerOrder float64 `json:"us_per_order"`
+	// Server is false for the load client.
+	Server bool `json:"server"`
+}
+
+// OpenLoad is an open-model run at Share of the ceiling.
+type OpenLoad struct {
+	Share        float64 `json:"share"`
+	DurationS    float64 `json:"duration_s"`
+	OfferedRate  float64 `json:"offered_rate"`
+	AchievedRate float64 `json:"achieved_rate"`
+	AcceptedRate float64 `json:"accepted_rate"`
+	// Latency from the intended send time.
+	P50Ms      float64 `json:"p50_ms"`
+	P99Ms      float64 `json:"p99_ms"`
+	P999Ms     float64 `json:"p999_ms"`
+	Errors     int64   `json:"errors"`
+	AuditClean bool    `json:"audit_clean"`
+	AuditError string  `json:"audit_error,omitempty"`
+	QuietS     float64 `json:"quiet_s"`
 }
 
 // Markdown renders the report as short tables.
@@ -167,7 +259,59 @@ func (r *Report) Markdown() string {
 		}
 		fmt.Fprintf(&b, "\nHighest offered rate under the bound: **%.0f orders/s**.\n", r.MaxRateUnderBound)
 	}
+	if r.Capacity != nil {
+		if len(r.Ramp) > 0 {
+			b.WriteString("\n")
+		}
+		r.Capacity.markdown(&b)
+	}
 	return b.String()
+}
+
+func auditWord(clean bool, why string) string {
+	switch {
+	case clean:
+		return "clean"
+	case why != "":
+		return "NOT RUN (" + why + ")"
+	default:
+		return "FAULT"
+	}
+}
+
+func (c *Capacity) markdown(b *strings.Builder) {
+	fmt.Fprintf(b, "Capacity (closed loop, %d connections, %.0f s each, same load client):\n\n", c.Clients, c.DurationS)
+	b.WriteString("| server | rate/s | errors | p50 ms | p99 ms | audit |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| HTTP ceiling (bench/refserver: strict decode, 201, nothing stored) | %.0f | %d | | | not audited |\n", c.CeilingRate, c.CeilingErrors)
+	fmt.Fprintf(b, "| omsd (orders accepted) | %.0f | %d | %.1f | %.1f | %s |\n", c.Rate, c.Errors, c.P50Ms, c.P99Ms, auditWord(c.AuditClean, c.AuditError))
+	fmt.Fprintf(b, "\nomsd / ceiling: **%.2f**", c.Ratio)
+	if c.QuietS > 0 {
+		fmt.Fprintf(b, "; stock quiet %.1f s after the last answer", c.QuietS)
+	}
+	b.WriteString(".\n")
+	if c.CPUError != "" {
+		fmt.Fprintf(b, "\nCPU per order not measured: %s.\n", c.CPUError)
+	} else if len(c.CPU) > 0 {
+		fmt.Fprintf(b, "\nCPU during omsd's load window (%.1f s, user + kernel, %d orders accepted):\n\n", c.CPUWindowS, c.Accepted)
+		b.WriteString("| process | processes | CPU s | cores | CPU-µs per order |\n|---|---|---|---|---|\n")
+		var client *ProcessCPU
+		for i, p := range c.CPU {
+			if !p.Server {
+				client = &c.CPU[i]
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %d | %.2f | %.2f | %.0f |\n", p.Process, p.Processes, p.CPUS, p.Cores, p.UsPerOrder)
+		}
+		fmt.Fprintf(b, "| **server processes** | | | | **%.0f** |\n", c.ServerCPUUsPerOrder)
+		if client != nil {
+			fmt.Fprintf(b, "| %s | %d | %.2f | %.2f | %.0f |\n", client.Process, client.Processes, client.CPUS, client.Cores, client.UsPerOrder)
+		}
+	}
+	if o := c.Open; o != nil {
+		fmt.Fprintf(b, "\nOpen model at %.0f %% of the ceiling (%.0f orders/s offered for %.0f s, latency from the intended send time):\n\n", o.Share*100, o.OfferedRate, o.DurationS)
+		b.WriteString("| offered/s | achieved/s | accepted/s | p50 ms | p99 ms | p99.9 ms | errors | audit |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(b, "| %.0f | %.0f | %.0f | %.1f | **%.1f** | %.1f | %d | %s |\n", o.OfferedRate, o.AchievedRate, o.AcceptedRate, o.P50Ms, o.P99Ms, o.P999Ms, o.Errors, auditWord(o.AuditClean, o.AuditError))
+	}
 }
 
 // MaxUnderBound returns the highest offered rate of steps whose p99 is

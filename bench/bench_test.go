@@ -64,3 +64,28 @@ func TestMaxUnderBoundStopsAtTheFirstFailingStep(t *testing.T) {
 		t.Errorf("with a dirty audit at 2000: got %v, want 1000", got)
 	}
 }
+
+func TestMarkdownShowsTheCapacityStage(t *testing.T) {
+	rep := &Report{Machine: "test", Capacity: &Capacity{
+		Clients: 64, DurationS: 20, CeilingRate: 20000, Rate: 3000, Accepted: 60000, Ratio: 0.15, AuditClean: true, QuietS: 3.5,
+		CPUWindowS: 20.1,
+		CPU: []ProcessCPU{
+			{Process: ClassServe, Processes: 1, CPUS: 15, Cores: 0.75, UsPerOrder: 250, Server: true},
+			{Process: ClassPostgres, Processes: 20, CPUS: 9, Cores: 0.45, UsPerOrder: 150, Server: true},
+			{Process: ClassClient, Processes: 1, CPUS: 6, Cores: 0.3, UsPerOrder: 100},
+		},
+		ServerCPUUsPerOrder: 400,
+		Open:                &OpenLoad{Share: 0.2, DurationS: 60, OfferedRate: 4000, AchievedRate: 3990, P99Ms: 42.5, AuditClean: true},
+	}}
+	md := rep.Markdown()
+	for _, want := range []string{"| HTTP ceiling", "| 20000 |", "| omsd (orders accepted) | 3000 |", "omsd / ceiling: **0.15**",
+		"| omsd serve | 1 | 15.00 | 0.75 | 250 |", "| **server processes** | | | | **400** |", "| load client (oms-loadtest) | 1 |",
+		"Open model at 20 % of the ceiling (4000 orders/s offered for 60 s", "**42.5**", "stock quiet 3.5 s"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if i, j := strings.Index(md, "| **server processes**"), strings.Index(md, "| load client"); i > j {
+		t.Errorf("the load client comes before the server total:\n%s", md)
+	}
+}
