@@ -36,7 +36,7 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: alternatives side by side (Redis vs SQL, group vs per-order commit, sourcing sizes) and the end-to-end ramp
+## bench: alternatives side by side (Redis vs SQL, group vs per-order commit, sourcing sizes), the capacity stage (HTTP ceiling, closed-loop capacity, CPU per order, open-model p99) and the end-to-end ramp
 bench: deps
 	$(GO) run ./cmd/oms-bench -out bench/results
 

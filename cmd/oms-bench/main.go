@@ -1,7 +1,11 @@
-// Command oms-bench runs omsd's side-by-side benchmarks and the end-to-end
-// ramp, and writes bench/results/bench.json and bench.md (make bench).
+// Command oms-bench runs omsd's side-by-side benchmarks, the capacity
+// stage (the HTTP ceiling, omsd's closed-loop capacity with the CPU per
+// order of each process, the open-model p99 at a share of the ceiling) and
+// the end-to-end ramp, and writes bench/results/bench.json and bench.md
+// (make bench).
 //
 //	oms-bench [-out DIR] [-quick] [-ramp RATES] [-step D] [-p99 D] [-skip-ramp]
+//	          [-capacity-duration D] [-open-share F] [-open-duration D] [-skip-capacity]
 package main
 
 import (
@@ -71,8 +75,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	step := fs.Duration("step", 30*time.Second, "duration of each ramp step")
 	p99 := fs.Duration("p99", 100*time.Millisecond, "p99 latency bound of the ramp")
 	skipRamp := fs.Bool("skip-ramp", false, "skip the end-to-end ramp")
+	capDuration := fs.Duration("capacity-duration", 20*time.Second, "length of each closed-loop run of the capacity stage (the ceiling, then omsd)")
+	openShare := fs.Float64("open-share", 0.2, "offered rate of the capacity stage's open-model run, as a share of the HTTP ceiling")
+	openDuration := fs.Duration("open-duration", 60*time.Second, "length of the capacity stage's open-model run")
+	skipCapacity := fs.Bool("skip-capacity", false, "skip the capacity stage")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *openShare <= 0 || *openShare > 1 {
+		return errors.New("-open-share must be in (0, 1]")
 	}
 	rep := &bench.Report{Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), P99BoundMs: float64(p99.Milliseconds())}
 	for _, s := range suites {
@@ -95,8 +106,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rep.Results = append(rep.Results, rs...)
 	}
 	rep.Comparisons = bench.Compare(rep.Results, pairs)
+	var bin string
+	if !*skipCapacity || !*skipRamp {
+		dir, err := os.MkdirTemp("", "oms-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "bin")
+		if err := buildBinaries(ctx, bin); err != nil {
+			return err
+		}
+	}
+	if !*skipCapacity {
+		c, err := capacity(ctx, bin, capacityConfig{Clients: 64, Duration: *capDuration, OpenShare: *openShare, OpenDuration: *openDuration}, stderr)
+		if err != nil {
+			return fmt.Errorf("capacity: %w", err)
+		}
+		rep.Capacity = c
+	}
 	if !*skipRamp {
-		steps, err := ramp(ctx, *rates, *step, rep.P99BoundMs, stderr)
+		steps, err := ramp(ctx, bin, *rates, *step, rep.P99BoundMs, stderr)
 		if err != nil {
 			return fmt.Errorf("ramp: %w", err)
 		}
@@ -119,20 +149,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// buildBinaries builds what the capacity stage and the ramp run into bin.
+func buildBinaries(ctx context.Context, bin string) error {
+	for _, pkg := range []string{"./cmd/omsd", "./cmd/oms-loadtest", "./bench/refserver"} {
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, filepath.Base(pkg)), pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w: %s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
 // ramp starts the local stack (omsd dev), seeds it, and offers rising
 // steady load with oms-loadtest until p99 passes the bound.
-func ramp(ctx context.Context, rates string, step time.Duration, p99Bound float64, logw io.Writer) ([]bench.RampStep, error) {
-	dir, err := os.MkdirTemp("", "oms-bench-")
+func ramp(ctx context.Context, bin, rates string, step time.Duration, p99Bound float64, logw io.Writer) ([]bench.RampStep, error) {
+	dir, err := os.MkdirTemp("", "oms-bench-ramp-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "bin")
-	for _, c := range []string{"omsd", "oms-loadtest"} {
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, c), "./cmd/"+c).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %w: %s", c, err, out)
-		}
-	}
 	lt := filepath.Join(bin, "oms-loadtest")
 	var steps []bench.RampStep
 	for i, r := range strings.Split(rates, ",") {
@@ -161,38 +195,12 @@ func ramp(ctx context.Context, rates string, step time.Duration, p99Bound float6
 // directory, seeds it, offers steady load at rate for d, audits every
 // accepted order (no sampling) and stops the stack.
 func rampStep(ctx context.Context, bin, lt, state string, rate float64, d time.Duration, logw io.Writer) (bench.RampStep, error) {
-	dev := exec.Command(filepath.Join(bin, "omsd"), "dev", "--state-dir", state, "--log.level", "warn")
-	dev.Stdout, dev.Stderr = io.Discard, logw
-	dev.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := dev.Start(); err != nil {
+	st, err := startStack(ctx, bin, state, logw)
+	if err != nil {
 		return bench.RampStep{}, err
 	}
-	defer func() {
-		_ = dev.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = dev.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = dev.Process.Kill()
-		}
-	}()
-	env := filepath.Join(state, "stack.env")
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if _, err := os.Stat(env); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return bench.RampStep{}, errors.New("omsd dev wrote no stack.env within 90 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	seed := exec.CommandContext(ctx, lt, "seed", "--env", env, "--skus", "2000", "--nodes", "12", "--stock", "100000")
-	seed.Stdout, seed.Stderr = io.Discard, logw
-	if err := seed.Run(); err != nil {
-		return bench.RampStep{}, fmt.Errorf("seed: %w", err)
-	}
+	defer st.stop()
+	env := st.env
 	js := filepath.Join(state, "report.json")
 	cmd := exec.CommandContext(ctx, lt, "run", "--env", env, "--rate", strconv.FormatFloat(rate, 'f', 0, 64),
 		"--duration", d.String(), "--profile", "steady", "--json", js, "--audit-sample", "-1", "--settle", "10s", "--quiet")
@@ -203,6 +211,64 @@ func rampStep(ctx context.Context, bin, lt, state string, rate float64, d time.D
 		return s, fmt.Errorf("%w (run: %v)", err, runErr)
 	}
 	return s, nil
+}
+
+// devStack is an omsd dev stack started for a measurement, seeded.
+type devStack struct {
+	dev  *exec.Cmd
+	env  string // its stack.env
+	seed string // the seed file oms-loadtest seed wrote
+}
+
+// startStack starts omsd dev (with the warehouse simulator) on a fresh
+// state directory, waits for its stack.env and seeds it: 2000 SKUs on 12
+// nodes, 100,000 units per warehouse and SKU (no run of the bench comes
+// near selling a SKU out: refusals for stock would flatter the rates).
+func startStack(ctx context.Context, bin, state string, logw io.Writer) (*devStack, error) {
+	dev := exec.Command(filepath.Join(bin, "omsd"), "dev", "--state-dir", state, "--log.level", "warn")
+	dev.Stdout, dev.Stderr = io.Discard, logw
+	dev.SysProcAttr = childProcAttr()
+	if err := dev.Start(); err != nil {
+		return nil, err
+	}
+	st := &devStack{dev: dev, env: filepath.Join(state, "stack.env"), seed: filepath.Join(state, "loadtest-seed.json")}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := os.Stat(st.env); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			st.stop()
+			return nil, errors.New("omsd dev wrote no stack.env within 90 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	seed := exec.CommandContext(ctx, filepath.Join(bin, "oms-loadtest"), "seed", "--env", st.env, "--seed", st.seed,
+		"--skus", "2000", "--nodes", "12", "--stock", "100000")
+	seed.Stdout, seed.Stderr = io.Discard, logw
+	if err := seed.Run(); err != nil {
+		st.stop()
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	return st, nil
+}
+
+// stop interrupts omsd dev (it stops its children) and waits for it.
+func (s *devStack) stop() {
+	if s.dev == nil {
+		return
+	}
+	dev := s.dev
+	s.dev = nil
+	_ = dev.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { _ = dev.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = dev.Process.Kill()
+		<-done
+	}
 }
 
 // readStep reads the fields of an oms-loadtest JSON report the ramp needs.
