@@ -78,6 +78,10 @@ type FulfillmentConfig struct {
 	// It runs on a context detached from the caller's: a client that hangs
 	// up must not leave a committed change without its stock movement.
 	SideEffectTimeout time.Duration
+	// EventBatch bounds how many warehouse events one transaction applies
+	// when the store can apply them together (EventBatchStore); default
+	// 64; 1 applies each event in a transaction of its own.
+	EventBatch int
 	// ExpiryBatch is how many orders one ExpireDue pass takes; default 200.
 	ExpiryBatch int
 	// ExpiryPeriod is how often RunExpiry looks for due orders; default 1s.
@@ -95,6 +99,7 @@ func (c *FulfillmentConfig) setDefaults() {
 	c.MaxPlanAttempts = cmpOr(c.MaxPlanAttempts, 4)
 	c.SideEffectTimeout = cmpOr(c.SideEffectTimeout, 10*time.Second)
 	c.ExpiryBatch = cmpOr(c.ExpiryBatch, 200)
+	c.EventBatch = cmpOr(c.EventBatch, 64)
 	c.ExpiryPeriod = cmpOr(c.ExpiryPeriod, time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -110,6 +115,9 @@ func (c *FulfillmentConfig) Validate() error {
 	}
 	if c.SideEffectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("SideEffectTimeout %s is negative", c.SideEffectTimeout))
+	}
+	if c.EventBatch < 0 {
+		errs = append(errs, fmt.Errorf("EventBatch %d is negative", c.EventBatch))
 	}
 	if c.ExpiryBatch < 0 {
 		errs = append(errs, fmt.Errorf("ExpiryBatch %d is negative", c.ExpiryBatch))
@@ -142,10 +150,13 @@ type FulfillmentService struct {
 	// order id).
 	GiveBack func(ctx context.Context, o *Order)
 
-	results   *prometheus.CounterVec
-	resourced *prometheus.CounterVec
-	expired   prometheus.Counter
-	stockErrs *prometheus.CounterVec
+	events *combiner[EventApply, EventOutcome] // nil: one transaction per event
+
+	results    *prometheus.CounterVec
+	eventBatch prometheus.Histogram
+	resourced  *prometheus.CounterVec
+	expired    prometheus.Counter
+	stockErrs  *prometheus.CounterVec
 }
 
 // NewFulfillmentService builds the pipeline. store and stock are
@@ -177,8 +188,18 @@ func NewFulfillmentService(cfg FulfillmentConfig, store FulfillmentStore, stock 
 		Name: "omsd_fulfillment_stock_side_effect_errors_total",
 		Help: "Redis side effects (commit, release, confirm) that failed after the SQL commit; the reconciler repairs them.",
 	}, []string{"op"})
+	f.eventBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "omsd_fulfillment_event_batch_size",
+		Help:    "Warehouse events applied per SQL transaction.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
+	if bs, ok := store.(EventBatchStore); ok && cfg.EventBatch > 1 {
+		f.events = newCombiner(cfg.EventBatch, func(ctx context.Context, evs []EventApply) []EventOutcome {
+			return f.applyBatch(ctx, bs, evs)
+		})
+	}
 	if reg := cfg.Registerer; reg != nil {
-		for _, c := range []prometheus.Collector{f.results, f.resourced, f.expired, f.stockErrs} {
+		for _, c := range []prometheus.Collector{f.results, f.eventBatch, f.resourced, f.expired, f.stockErrs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("oms: register fulfillment metrics: %w", err)
 			}

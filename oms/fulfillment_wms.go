@@ -3,6 +3,7 @@ package oms
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // ApplyWMSEvent applies one warehouse event exactly once (by event_id, in
@@ -18,6 +19,23 @@ func (f *FulfillmentService) ApplyWMSEvent(ctx context.Context, ev WMSEvent) (*O
 	if err := ValidateWMSEvent(ev); err != nil {
 		f.results.WithLabelValues("invalid", "conflict").Inc()
 		return nil, err
+	}
+	// Events that need no preparation (everything but a rejection or a
+	// cancellation, which may source the shipment again first) join the
+	// batch that gathers while the previous one commits.
+	if f.events != nil && ev.Type != WMSRejected && ev.Type != WMSCancelled {
+		var ch Change
+		out := f.events.do(ctx, EventApply{EventID: ev.EventID, ShipmentID: ev.ShipmentID,
+			Fn: step(&ch, func(o *Order) (Change, error) { return ApplyWarehouseEvent(o, ev, nil, f.Now().UTC()) })})
+		switch {
+		case errors.Is(out.Err, errBatchFailed):
+			// Apply it alone below: one bad event must not hold up the rest.
+		case errors.Is(out.Err, ErrNotFound):
+			f.results.WithLabelValues(string(ev.Type), "unknown_shipment").Inc()
+			return nil, Errorf(KindNotFound, SlugNotFound, "no shipment %s", ev.ShipmentID)
+		default:
+			return f.settleWMS(ctx, ev, "", out.Order, out.Applied, out.Err, ch, nil)
+		}
 	}
 	orderID, err := f.store.ShipmentOrder(ctx, ev.ShipmentID)
 	if err != nil {
@@ -41,6 +59,56 @@ func (f *FulfillmentService) ApplyWMSEvent(ctx context.Context, ev WMSEvent) (*O
 	}
 }
 
+// EventApply is one warehouse event of a batch (EventBatchStore): the
+// shipment it is about and the transition to run on that shipment's
+// locked order.
+type EventApply struct {
+	EventID, ShipmentID string
+	Fn                  func(o *Order) ([]OutboxEvent, error)
+}
+
+// EventOutcome is what a batch did with one of its events, as
+// FulfillmentStore.ApplyEvent answers for one: Err ErrNotFound when no
+// such shipment exists.
+type EventOutcome struct {
+	Order   *Order
+	Applied bool
+	Err     error
+}
+
+// EventBatchStore is a store that applies many warehouse events in one
+// transaction, each exactly once, with ApplyEvent's rules per event (the
+// events of one order in the order given). An error is about the whole
+// batch: nothing was written.
+type EventBatchStore interface {
+	ApplyEvents(ctx context.Context, evs []EventApply) ([]EventOutcome, error)
+}
+
+// errBatchFailed marks the events of a batch whose transaction failed:
+// each is applied again alone.
+var errBatchFailed = errors.New("oms: the event batch failed")
+
+// applyBatch runs one batch through the store. A failed batch of several
+// events sends each back to be applied alone, so that an event the
+// database refuses fails by itself; a failed batch of one is that event's
+// answer.
+func (f *FulfillmentService) applyBatch(ctx context.Context, bs EventBatchStore, evs []EventApply) []EventOutcome {
+	f.eventBatch.Observe(float64(len(evs)))
+	out, err := bs.ApplyEvents(ctx, evs)
+	if err == nil {
+		return out
+	}
+	out = make([]EventOutcome, len(evs))
+	for i := range out {
+		if len(evs) > 1 {
+			out[i].Err = fmt.Errorf("%w: %w", errBatchFailed, err)
+		} else {
+			out[i].Err = err
+		}
+	}
+	return out
+}
+
 // applyWMS is one attempt: re-sourcing reserved before the transaction
 // when the event may need it, the lifecycle's ApplyWarehouseEvent in the
 // store's transaction, then the change's effects (or the release of the
@@ -59,6 +127,13 @@ func (f *FulfillmentService) applyWMS(ctx context.Context, orderID string, ev WM
 	o, applied, err := f.store.ApplyEvent(ctx, ev.EventID, orderID, step(&ch, func(o *Order) (Change, error) {
 		return ApplyWarehouseEvent(o, ev, res, f.Now().UTC())
 	}))
+	return f.settleWMS(ctx, ev, orderID, o, applied, err, ch, res)
+}
+
+// settleWMS follows the store's answer for one event: the metrics, the
+// committed change's effects (or the release of re-sourced holds it did
+// not store) and the answer.
+func (f *FulfillmentService) settleWMS(ctx context.Context, ev WMSEvent, orderID string, o *Order, applied bool, err error, ch Change, res *Resourced) (*Order, error) {
 	stored := err == nil && applied && ch.UsedResourced
 	if res != nil && len(res.Shipments) > 0 && !stored {
 		f.dropResourced(ctx, orderID, res.Shipments, err)

@@ -103,7 +103,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 
 	// Fulfillment: payment, cancellation, warehouse events, expiry; the
 	// outbox relay and the wms.events consumer.
-	if a.fulfillment, err = oms.NewFulfillmentService(oms.FulfillmentConfig{Lease: a.lease, Logger: a.log, Registerer: a.reg},
+	if a.fulfillment, err = oms.NewFulfillmentService(oms.FulfillmentConfig{EventBatch: a.cfg.EventBatch, Lease: a.lease, Logger: a.log, Registerer: a.reg},
 		a.store, a.stock, a.catalog); err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		return err
 	}
 	if a.consumer, err = wmsevents.New(wmsevents.Config{
-		Brokers: brokers, GroupID: consumerGroup(a.cfg.DatabaseURL), Logger: a.log, Registerer: a.reg,
+		Brokers: brokers, GroupID: consumerGroup(a.cfg.DatabaseURL), Workers: a.cfg.WMSWorkers, Logger: a.log, Registerer: a.reg,
 	}, a.fulfillment); err != nil {
 		return err
 	}

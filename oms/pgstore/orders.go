@@ -231,7 +231,12 @@ func (c *childRows) add(no *oms.NewOrder) {
 			c.slShip, c.slSKU, c.slQty = append(c.slShip, sh.ID), append(c.slSKU, l.SKU), append(c.slQty, l.Qty)
 		}
 	}
-	for _, e := range no.Events {
+	c.addEvents(no.Events)
+}
+
+// addEvents adds outbox rows.
+func (c *childRows) addEvents(evs []oms.OutboxEvent) {
+	for _, e := range evs {
 		c.eID, c.eTopic, c.eKey, c.eSeq = append(c.eID, e.ID), append(c.eTopic, e.Topic), append(c.eKey, e.Key), append(c.eSeq, e.Seq)
 		c.ePayload, c.eAt = append(c.ePayload, string(e.Payload)), append(c.eAt, e.At)
 	}
