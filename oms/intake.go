@@ -96,6 +96,9 @@ type IntakeDeps struct {
 	// Lease names this instance on its holds (see Placer.Lease); give the
 	// committer the same one (CommitterConfig.Lease). Nil: no owner.
 	Lease Lease
+	// View, if set, is the availability intake plans from (see
+	// AvailabilityView); nil: levels are read before every plan.
+	View *AvailabilityView
 }
 
 // Intake takes orders: checks, review checks, purchase limits, placement
@@ -130,7 +133,7 @@ func NewIntake(cfg IntakeConfig, d IntakeDeps) (*Intake, error) {
 	cfg.setDefaults()
 	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, recent: d.Recent,
 		committer: d.Committer, store: d.Store, log: cfg.Log,
-		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Lease: d.Lease, Log: cfg.Log},
+		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Lease: d.Lease, View: d.View, Log: cfg.Log},
 		limits: &limitTaker{limits: d.Limits, catalog: d.Catalog, log: cfg.Log, timeout: cfg.SettleTimeout},
 		admit:  newAdmission(cfg.LatencyBudget, cfg.MinInFlight, cfg.MaxInFlight)}
 	var err error

@@ -83,15 +83,20 @@ type Placer struct {
 	// holds of an instance that dies are released within seconds; nil:
 	// holds have no owner and wait for the reconciler's grace.
 	Lease Lease
-	Log   *slog.Logger
+	// View, if set, is what plans start from instead of levels read before
+	// every plan (see AvailabilityView); nil: every plan reads fresh.
+	View *AvailabilityView
+	Log  *slog.Logger
 }
 
 func (p *Placer) attempts() int { return cmpOr(p.Attempts, 4) }
 
-// Place plans pl on fresh availability and reserves each planned shipment
-// (all lines of one shipment atomically, at one node). When a reservation
-// loses a race it releases what it holds and plans again, a bounded number
-// of times; when every attempt loses, nothing is placed.
+// Place plans pl on fresh availability (or the placer's view, see
+// AvailabilityView: a plan the view cannot fill is made again on fresh
+// levels before it counts) and reserves each planned shipment (all lines
+// of one shipment atomically, at one node). When a reservation loses a
+// race it releases what it holds and plans again on fresh levels, a
+// bounded number of times; when every attempt loses, nothing is placed.
 //
 // When some nodes are not loaded (Redis lost its data and is being
 // rebuilt) and the plan does not fill the order, the answer is the
@@ -102,13 +107,23 @@ func (p *Placer) attempts() int { return cmpOr(p.Attempts, 4) }
 func (p *Placer) Place(ctx context.Context, pl Placement) (Placed, error) {
 	keys := stockKeys(pl.Candidates, pl.Order)
 	var out Placed
+	fresh := p.View == nil
 	for attempt := range p.attempts() {
 		out.Replans = attempt
-		avail, notReady, err := ReadAvailability(ctx, p.Stock, keys)
+		avail, notReady, err := p.availability(ctx, keys, fresh)
 		if err != nil {
 			return out, stockErr(err)
 		}
 		plan := sourcing.Plan(pl.Order, pl.Candidates, avail, pl.Rules)
+		if plan.Outcome != sourcing.OutcomeFulfilled && !fresh {
+			// The view may be low (a release, a restock): never refuse on
+			// it; plan again on fresh levels.
+			fresh = true
+			if avail, notReady, err = p.availability(ctx, keys, true); err != nil {
+				return out, stockErr(err)
+			}
+			plan = sourcing.Plan(pl.Order, pl.Candidates, avail, pl.Rules)
+		}
 		out.Plan = plan
 		if plan.Outcome != sourcing.OutcomeFulfilled && notReady != nil {
 			return out, stockErr(notReady)
@@ -132,9 +147,21 @@ func (p *Placer) Place(ctx context.Context, pl Placement) (Placed, error) {
 		if !errors.Is(lost, inventory.ErrInsufficient) {
 			return out, stockErr(lost)
 		}
+		fresh = true
 		out.Plan = &sourcing.Result{Outcome: sourcing.OutcomeRejected, Reason: lost.Error()}
 	}
 	return out, nil
+}
+
+// availability is what a plan starts from: the view's (fresh: read from
+// the stock engine, refreshing the view), or without a view the levels
+// read now.
+func (p *Placer) availability(ctx context.Context, keys []inventory.Key, fresh bool) (sourcing.StockMap, error, error) {
+	if p.View == nil {
+		return ReadAvailability(ctx, p.Stock, keys)
+	}
+	avail, _, notReady, err := p.View.read(ctx, keys, fresh)
+	return avail, notReady, err
 }
 
 // reserve takes a hold per planned shipment. On the first failure it
@@ -156,9 +183,15 @@ func (p *Placer) reserve(ctx context.Context, plan *sourcing.Result, pl Placemen
 		if err := p.Stock.Reserve(ctx, inventory.Hold{ID: sid, Node: ps.NodeID, Lines: hl, Deadline: pl.Deadline, Owner: owner}); err != nil {
 			if errors.Is(err, inventory.ErrInsufficient) {
 				ships = ships[:len(ships)-1] // refused by the script: nothing was written
+				if p.View != nil {
+					p.View.forget(ps.NodeID, hl)
+				}
 			}
 			p.Release(ctx, ships)
 			return nil, err
+		}
+		if p.View != nil {
+			p.View.reserved(ps.NodeID, hl)
 		}
 	}
 	return ships, nil

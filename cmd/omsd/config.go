@@ -22,20 +22,21 @@ type config struct {
 	PGMaxConns   int
 	Migrate      bool
 
-	IntakeShards   int
-	BatchWindow    time.Duration
-	BatchMax       int
-	MaxInFlight    int
-	MinInFlight    int
-	LatencyBudget  time.Duration
-	PaymentTimeout time.Duration
-	ReconcileEvery time.Duration
-	MaxBodyBytes   int64
-	EventBatch     int
-	WMSWorkers     int
-	DebugAddr      string
-	ChannelRate    float64
-	ChannelBurst   int
+	IntakeShards    int
+	BatchWindow     time.Duration
+	BatchMax        int
+	MaxInFlight     int
+	MinInFlight     int
+	LatencyBudget   time.Duration
+	PaymentTimeout  time.Duration
+	ReconcileEvery  time.Duration
+	MaxBodyBytes    int64
+	EventBatch      int
+	AvailabilityTTL time.Duration
+	WMSWorkers      int
+	DebugAddr       string
+	ChannelRate     float64
+	ChannelBurst    int
 }
 
 // flagSet declares the serve flags on fs with env fallbacks read through
@@ -80,6 +81,7 @@ func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.DebugAddr, "debug.addr", env("OMS_DEBUG_ADDR", ""), "listen address of net/http/pprof; empty = off (env OMS_DEBUG_ADDR)")
 	fs.Float64Var(&c.ChannelRate, "channel.rate", float64(envInt("OMS_CHANNEL_RATE", 20000)), "default orders per second per channel; 0 = unlimited (env OMS_CHANNEL_RATE)")
 	fs.IntVar(&c.ChannelBurst, "channel.burst", envInt("OMS_CHANNEL_BURST", 40000), "default burst per channel (env OMS_CHANNEL_BURST)")
+	fs.DurationVar(&c.AvailabilityTTL, "intake.availability-ttl", envDur("OMS_INTAKE_AVAILABILITY_TTL", 2*time.Second), "how long intake plans from the levels it last read or reserved before reading them again (the reservation script stays the authority; a plan the view cannot fill is made again on fresh levels); 0: read before every plan (env OMS_INTAKE_AVAILABILITY_TTL)")
 	fs.IntVar(&c.EventBatch, "wms.event-batch", envInt("OMS_WMS_EVENT_BATCH", 64), "most warehouse events applied in one SQL transaction; 1: one transaction per event (env OMS_WMS_EVENT_BATCH)")
 	fs.IntVar(&c.WMSWorkers, "wms.workers", envInt("OMS_WMS_WORKERS", 32), "warehouse events applied concurrently (each shipment's in order); they gather into the event batches (env OMS_WMS_WORKERS)")
 	fs.Int64Var(&c.MaxBodyBytes, "http.max-body", int64(envInt("OMS_MAX_BODY", 1<<20)), "request body limit in bytes (env OMS_MAX_BODY)")

@@ -93,10 +93,16 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	}, a.store); err != nil {
 		return err
 	}
+	var view *oms.AvailabilityView
+	if a.cfg.AvailabilityTTL > 0 {
+		if view, err = oms.NewAvailabilityView(a.stock, a.cfg.AvailabilityTTL, 0, a.reg); err != nil {
+			return err
+		}
+	}
 	intake, err := oms.NewIntake(oms.IntakeConfig{
 		PaymentTimeout: a.cfg.PaymentTimeout, MaxInFlight: a.cfg.MaxInFlight, MinInFlight: a.cfg.MinInFlight, LatencyBudget: a.cfg.LatencyBudget, Registerer: a.reg, Log: a.log,
 	}, oms.IntakeDeps{Catalog: a.catalog, Stock: a.stock, Limits: limits, Recent: redisrecent.New(a.rdb),
-		Committer: a.committer, Store: a.store, Lease: a.lease})
+		Committer: a.committer, Store: a.store, Lease: a.lease, View: view})
 	if err != nil {
 		return err
 	}
