@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	out := fs.String("out", "bench/results", "directory for bench.json and bench.md")
 	quick := fs.Bool("quick", false, "shorter benchtimes (a smoke run)")
-	rates := fs.String("ramp", "500,1000,1500,2000,2500,3000,4000,5000", "offered rates of the end-to-end ramp, orders/s")
+	rates := fs.String("ramp", "200,300,400,500,600,800,1000,1500,2000", "offered rates of the end-to-end ramp, orders/s")
 	step := fs.Duration("step", 30*time.Second, "duration of each ramp step")
 	p99 := fs.Duration("p99", 100*time.Millisecond, "p99 latency bound of the ramp")
 	skipRamp := fs.Bool("skip-ramp", false, "skip the end-to-end ramp")

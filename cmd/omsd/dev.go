@@ -37,7 +37,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	shipAfter := fs.Duration("wms.ship-after", 2*time.Second, "simulated time from shipment request to shipment")
 	shortPick := fs.Float64("wms.short-pick-share", 0.02, "share of shipments the simulator short-picks (re-sourced by omsd)")
 	var dc demoConfig
-	fs.Float64Var(&dc.Rate, "demo.rate", 1000, "peak offered rate of the demo's flash sale, orders/s")
+	fs.Float64Var(&dc.Rate, "demo.rate", 400, "peak offered rate of the demo's flash sale, orders/s (default: a rate a 2-core box of the reference kind carries at p99 <= 100 ms with the warehouse simulator running; the ramp of make bench finds the highest one on this box)")
 	fs.DurationVar(&dc.Duration, "demo.duration", 40*time.Second, "length of the demo's flash sale")
 	fs.IntVar(&dc.SKUs, "demo.skus", 300, "catalogue size of the demo")
 	fs.IntVar(&dc.Nodes, "demo.nodes", 12, "nodes of the demo")
