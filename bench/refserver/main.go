@@ -35,71 +35,24 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/omsd/omsd/oms"
 )
 
 // maxBody is omsd's default body cap.
 const maxBody = 1 << 20
 
-// The v1 order request, field for field as omsd decodes it
-// (oms.OrderRequest; a test keeps the two in step).
-type (
-	orderRequest struct {
-		ExternalID  string       `json:"external_id"`
-		Customer    customer     `json:"customer"`
-		ShipTo      *address     `json:"ship_to,omitempty"`
-		Lines       []line       `json:"lines"`
-		Currency    string       `json:"currency"`
-		Total       *int64       `json:"total,omitempty"`
-		Payment     payment      `json:"payment"`
-		Fulfillment fulfillment  `json:"fulfillment"`
-		Attribution *attribution `json:"attribution,omitempty"`
-	}
-	customer struct {
-		ID    string `json:"id"`
-		Email string `json:"email,omitempty"`
-		Phone string `json:"phone,omitempty"`
-	}
-	address struct {
-		Name       string   `json:"name"`
-		Line1      string   `json:"line1"`
-		Line2      string   `json:"line2,omitempty"`
-		City       string   `json:"city"`
-		Region     string   `json:"region"`
-		PostalCode string   `json:"postal_code"`
-		Country    string   `json:"country"`
-		Lat        *float64 `json:"lat,omitempty"`
-		Lon        *float64 `json:"lon,omitempty"`
-	}
-	line struct {
-		SKU       string `json:"sku"`
-		Qty       int64  `json:"qty"`
-		UnitPrice int64  `json:"unit_price"`
-	}
-	payment struct {
-		Status string `json:"status"`
-	}
-	fulfillment struct {
-		Type       string `json:"type"`
-		PickupNode string `json:"pickup_node,omitempty"`
-	}
-	attribution struct {
-		Distributor string `json:"distributor,omitempty"`
-		Store       string `json:"store,omitempty"`
-		Associate   string `json:"associate,omitempty"`
-	}
-)
-
 // orderView is the answer to an accepted order: what a channel (and the
 // load client) reads from omsd's 201.
 type orderView struct {
-	ID            string    `json:"id"`
-	ExternalID    string    `json:"external_id"`
-	Status        string    `json:"status"`
-	PaymentStatus string    `json:"payment_status"`
-	ReservedUntil time.Time `json:"reserved_until"`
-	Lines         []line    `json:"lines"`
-	Currency      string    `json:"currency"`
-	CreatedAt     time.Time `json:"created_at"`
+	ID            string     `json:"id"`
+	ExternalID    string     `json:"external_id"`
+	Status        string     `json:"status"`
+	PaymentStatus string     `json:"payment_status"`
+	ReservedUntil time.Time  `json:"reserved_until"`
+	Lines         []oms.Line `json:"lines"`
+	Currency      string     `json:"currency"`
+	CreatedAt     time.Time  `json:"created_at"`
 }
 
 type problem struct {
@@ -154,7 +107,7 @@ func postOrder(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, "bad-body", "the request body could not be read")
 		return
 	}
-	var req orderRequest
+	var req oms.OrderRequest // the v1 order request, as omsd decodes it
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
