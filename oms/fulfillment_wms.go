@@ -92,8 +92,15 @@ var errBatchFailed = errors.New("oms: the event batch failed")
 // events sends each back to be applied alone, so that an event the
 // database refuses fails by itself; a failed batch of one is that event's
 // answer.
+//
+// The batch runs detached from the leader's cancellation (bounded by the
+// side-effect timeout), as a commit batch does: a consumer that stops
+// while the batch commits must not turn a committed batch into an error,
+// because a redelivered event that finds its mark applies no hold effect.
 func (f *FulfillmentService) applyBatch(ctx context.Context, bs EventBatchStore, evs []EventApply) []EventOutcome {
 	f.eventBatch.Observe(float64(len(evs)))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.SideEffectTimeout)
+	defer cancel()
 	out, err := bs.ApplyEvents(ctx, evs)
 	if err == nil {
 		return out
