@@ -210,3 +210,15 @@ func TestAvailabilityViewUnderARaceForTheLastUnits(t *testing.T) {
 		t.Errorf("placed %d orders, want exactly the 40 units", n)
 	}
 }
+
+// A refusal planned on levels just read is not read again: a sold-out SKU
+// in a flash sale costs one round trip per refused order, not two.
+func TestAvailabilityViewRefusalOnFreshLevelsReadsOnce(t *testing.T) {
+	ms, _, p, nodes := viewFixture(t, map[string]int64{"WH-A": 0, "WH-B": 0})
+	if out := placeOne(t, p, nodes, 1); out.Filled() {
+		t.Fatal("placed without stock")
+	}
+	if n := ms.keys.Load(); n != 2 {
+		t.Errorf("a refusal on levels just read read %d keys, want 2", n)
+	}
+}

@@ -110,16 +110,16 @@ func (p *Placer) Place(ctx context.Context, pl Placement) (Placed, error) {
 	fresh := p.View == nil
 	for attempt := range p.attempts() {
 		out.Replans = attempt
-		avail, notReady, err := p.availability(ctx, keys, fresh)
+		avail, cached, notReady, err := p.availability(ctx, keys, fresh)
 		if err != nil {
 			return out, stockErr(err)
 		}
 		plan := sourcing.Plan(pl.Order, pl.Candidates, avail, pl.Rules)
-		if plan.Outcome != sourcing.OutcomeFulfilled && !fresh {
-			// The view may be low (a release, a restock): never refuse on
-			// it; plan again on fresh levels.
+		if plan.Outcome != sourcing.OutcomeFulfilled && cached {
+			// Some levels came from the view, which may be low (a release,
+			// a restock): never refuse on it; plan again on fresh levels.
 			fresh = true
-			if avail, notReady, err = p.availability(ctx, keys, true); err != nil {
+			if avail, _, notReady, err = p.availability(ctx, keys, true); err != nil {
 				return out, stockErr(err)
 			}
 			plan = sourcing.Plan(pl.Order, pl.Candidates, avail, pl.Rules)
@@ -155,13 +155,13 @@ func (p *Placer) Place(ctx context.Context, pl Placement) (Placed, error) {
 
 // availability is what a plan starts from: the view's (fresh: read from
 // the stock engine, refreshing the view), or without a view the levels
-// read now.
-func (p *Placer) availability(ctx context.Context, keys []inventory.Key, fresh bool) (sourcing.StockMap, error, error) {
+// read now. cached reports whether any level came from the view.
+func (p *Placer) availability(ctx context.Context, keys []inventory.Key, fresh bool) (avail sourcing.StockMap, cached bool, notReady, err error) {
 	if p.View == nil {
-		return ReadAvailability(ctx, p.Stock, keys)
+		avail, notReady, err = ReadAvailability(ctx, p.Stock, keys)
+		return avail, false, notReady, err
 	}
-	avail, _, notReady, err := p.View.read(ctx, keys, fresh)
-	return avail, notReady, err
+	return p.View.read(ctx, keys, fresh)
 }
 
 // reserve takes a hold per planned shipment. On the first failure it

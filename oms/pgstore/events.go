@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -235,7 +236,7 @@ func (s *Store) applyEventsTx(ctx context.Context, tx pgx.Tx, evs []oms.EventApp
 	var oVersion []int64
 	var sID, sStatus, sTrack []string
 	var sUntil []*time.Time
-	for _, id := range sortedKeys(orders) {
+	for _, id := range slices.Sorted(maps.Keys(orders)) {
 		bo := orders[id]
 		if !bo.changed {
 			continue
@@ -385,13 +386,4 @@ func (l *batchLedger) queue(b *pgx.Batch, now time.Time) {
 		SELECT u.id, u.n, u.k, 'ship', u.q, u.a, u.r, $7
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[]) AS u(id, n, k, q, a, r)
 		ON CONFLICT (id) DO NOTHING`, l.id, l.node, l.sku, l.qty, l.after, l.ref, now)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
