@@ -96,10 +96,19 @@ type ShipmentEvent struct {
 type WMSEvent struct {
 	EventID        string    `json:"event_id"`
 	Type           EventType `json:"type"`
-	ShipmentID     string    `json:"shipment_id"`
+	ShipmentID     string    `json:"shipment_id,omitempty"`
 	TrackingNumber string    `json:"tracking_number,omitempty"`
 	Reason         string    `json:"reason,omitempty"`
-	OccurredAt     time.Time `json:"occurred_at"`
+	// ReturnID and Lines are for return events (return.acknowledged,
+	// return.received; key = return id); ShipmentID is then empty.
+	ReturnID   string         `json:"return_id,omitempty"`
+	Lines      []ReceivedLine `json:"lines,omitempty"`
+	OccurredAt time.Time      `json:"occurred_at"`
+}
+
+// IsReturnEvent reports whether ev is about a return, not a shipment.
+func (ev *WMSEvent) IsReturnEvent() bool {
+	return ev.Type == WMSReturnAcknowledged || ev.Type == WMSReturnReceived
 }
 
 // orderEvent builds the oms.orders event of the order's current version.

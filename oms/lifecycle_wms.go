@@ -27,11 +27,38 @@ func ValidateWMSEvent(ev WMSEvent) error {
 	}
 	switch ev.Type {
 	case WMSAcknowledged, WMSShipped, WMSRejected, WMSCancelled, WMSCancelRefused:
+		if _, err := uuid.Parse(ev.ShipmentID); err != nil {
+			fs = append(fs, FieldError{"shipment_id", "must be a shipment id"})
+		}
+		if ev.ReturnID != "" || len(ev.Lines) > 0 {
+			fs = append(fs, FieldError{"return_id", "only return events have return_id and lines"})
+		}
+	case WMSReturnAcknowledged, WMSReturnReceived:
+		if _, err := uuid.Parse(ev.ReturnID); err != nil {
+			fs = append(fs, FieldError{"return_id", "must be a return id"})
+		}
+		if ev.ShipmentID != "" {
+			fs = append(fs, FieldError{"shipment_id", "a return event names no shipment"})
+		}
+		switch {
+		case ev.Type == WMSReturnReceived && (len(ev.Lines) == 0 || len(ev.Lines) > 2*MaxReturnLines):
+			fs = append(fs, FieldError{"lines", fmt.Sprintf("a receipt has between 1 and %d lines", 2*MaxReturnLines)})
+		case ev.Type == WMSReturnAcknowledged && len(ev.Lines) > 0:
+			fs = append(fs, FieldError{"lines", "an acknowledgement has no lines"})
+		}
+		for i, l := range ev.Lines {
+			if msg := textProblem(l.SKU, 128); msg != "" || l.SKU == "" {
+				fs = append(fs, FieldError{fmt.Sprintf("lines[%d].sku", i), "is required: at most 128 bytes, no control characters"})
+			}
+			if l.Qty < 1 || l.Qty > MaxQty {
+				fs = append(fs, FieldError{fmt.Sprintf("lines[%d].qty", i), fmt.Sprintf("must be between 1 and %d", MaxQty)})
+			}
+			if l.Condition != ConditionSellable && l.Condition != ConditionDamaged {
+				fs = append(fs, FieldError{fmt.Sprintf("lines[%d].condition", i), `must be "sellable" or "damaged"`})
+			}
+		}
 	default:
-		fs = append(fs, FieldError{"type", "must be shipment.acknowledged, shipment.shipped, shipment.rejected, shipment.cancelled or shipment.cancel_refused"})
-	}
-	if _, err := uuid.Parse(ev.ShipmentID); err != nil {
-		fs = append(fs, FieldError{"shipment_id", "must be a shipment id"})
+		fs = append(fs, FieldError{"type", "must be shipment.acknowledged, shipment.shipped, shipment.rejected, shipment.cancelled, shipment.cancel_refused, return.acknowledged or return.received"})
 	}
 	if len(ev.TrackingNumber) > 128 {
 		fs = append(fs, FieldError{"tracking_number", "at most 128 characters"})

@@ -156,11 +156,13 @@ type Order struct {
 	Shipments     []Shipment   `json:"shipments"`
 	ReviewReasons []string     `json:"hold_reasons,omitempty"`
 	// Flags record facts a person must act on, e.g. "cancel_failed_return_needed".
-	Flags        []string  `json:"flags,omitempty"`
-	CancelReason string    `json:"cancel_reason,omitempty"`
-	Version      int       `json:"version"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	Flags        []string `json:"flags,omitempty"`
+	CancelReason string   `json:"cancel_reason,omitempty"`
+	// Refunded is the total of the order's refunded returns (minor units).
+	Refunded  int64     `json:"refunded,omitempty"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 
 	// encoded is the JSON of this order as stored, when intake has it.
 	encoded []byte

@@ -7,9 +7,12 @@ var transitions = map[OrderStatus][]OrderStatus{
 	OrderReleased:         {OrderPartiallyShipped, OrderShipped, OrderCancelRequested, OrderCancelled},
 	OrderPartiallyShipped: {OrderShipped, OrderCancelRequested},
 	OrderCancelRequested:  {OrderCancelled, OrderReleased, OrderPartiallyShipped, OrderShipped},
-	OrderShipped:          {},
-	OrderCancelled:        {},
-	OrderExpired:          {},
+	OrderShipped:          {OrderPartiallyReturned, OrderReturned},
+	// After-sales (returns.go): a receipt of an order that has shipped.
+	OrderPartiallyReturned: {OrderReturned},
+	OrderReturned:          {},
+	OrderCancelled:         {},
+	OrderExpired:           {},
 }
 
 // shipmentTransitions is the shipment state machine, next to the order's.

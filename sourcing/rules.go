@@ -81,6 +81,9 @@ type RuleSet struct {
 	// Fallback applies when no strategy fills the order and the last
 	// matching strategy has no fallback of its own, or none matched.
 	Fallback Fallback `json:"fallback"`
+	// Returns says where returned goods go back (returns.go); nil: to the
+	// node that shipped them.
+	Returns *ReturnRules `json:"returns,omitempty"`
 
 	c *compiled
 }
@@ -285,6 +288,7 @@ func (r *RuleSet) Validate() error {
 		v.split(p+".split", &s.Split)
 		v.fallback(p+".fallback", s.Fallback, false)
 	}
+	v.returns("returns", r.Returns)
 	if len(v.errs) > 0 {
 		return &ValidationError{Errors: v.errs}
 	}

@@ -117,9 +117,17 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	if a.relay, err = relay.New(relay.Config{Logger: a.log, Registerer: a.reg}, a.store, a.kafka); err != nil {
 		return err
 	}
+	// After-sales: returns, refunds, exchanges (exchange orders go through
+	// intake like any order).
+	restocker, _ := any(a.stock).(oms.Restocker)
+	returns, err := oms.NewReturnService(oms.ReturnsConfig{Store: a.store, Stock: restocker, Intake: intake, Cancel: a.fulfillment,
+		Catalog: a.catalog, Limits: limits, Promos: a.catalog, Logger: a.log, Registry: a.reg})
+	if err != nil {
+		return err
+	}
 	if a.consumer, err = wmsevents.New(wmsevents.Config{
 		Brokers: brokers, GroupID: consumerGroup(a.cfg.DatabaseURL), Workers: a.cfg.WMSWorkers, Logger: a.log, Registerer: a.reg,
-	}, a.fulfillment); err != nil {
+	}, oms.WMSRouter{Shipments: a.fulfillment, Returns: returns}); err != nil {
 		return err
 	}
 
@@ -139,6 +147,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	a.http.Register(httpapi.OrderRoutes(orderService{intake, a.store}, admin,
 		httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
 	a.http.Register(httpapi.FulfillmentRoutes(a.fulfillment))
+	a.http.Register(httpapi.ReturnRoutes(returns))
 	return nil
 }
 

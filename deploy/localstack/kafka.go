@@ -17,6 +17,7 @@ const (
 	TopicShipments = "oms.shipments" // key = node id
 	TopicWMSEvents = "wms.events"    // key = shipment id
 	TopicOrders    = "oms.orders"    // key = order id
+	TopicReturns   = "oms.returns"   // key = order id
 	// TopicWMSEventsDLQ receives the warehouse events omsd cannot apply,
 	// ever (malformed, unknown shipment, contradicting the state): the
 	// original key and value, with dlq.* headers saying why and whence.
@@ -25,7 +26,7 @@ const (
 
 // Topics lists every topic omsd uses. (The relay has no dead-letter topic:
 // a row the broker refuses is set aside in the outbox table itself.)
-var Topics = []string{TopicShipments, TopicWMSEvents, TopicOrders, TopicWMSEventsDLQ}
+var Topics = []string{TopicShipments, TopicWMSEvents, TopicOrders, TopicReturns, TopicWMSEventsDLQ}
 
 // KafkaConfig configures the in-process broker. The zero value is an
 // in-memory single broker with the contract topics at 8 partitions.

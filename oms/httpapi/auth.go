@@ -336,3 +336,18 @@ func ChannelOf(ctx context.Context) (oms.Channel, bool) {
 	c, ok := ctx.Value(keyChannel).(oms.Channel)
 	return c, ok
 }
+
+// AdminOrChannel wraps a handler that the admin key (no channel in the
+// context: every channel's resources) or a channel key (its own only)
+// calls.
+func (s *Server) AdminOrChannel(h http.HandlerFunc) http.HandlerFunc {
+	admin := []byte(s.cfg.AdminKey)
+	channel := s.ChannelAuth(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if k := bearer(r); k != "" && subtle.ConstantTimeCompare([]byte(k), admin) == 1 {
+			h(w, r)
+			return
+		}
+		channel(w, r)
+	}
+}

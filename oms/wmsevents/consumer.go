@@ -373,7 +373,11 @@ func Decode(value []byte, maxBytes int) (oms.WMSEvent, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return oms.WMSEvent{}, fmt.Errorf("%w: data after the event", errMalformed)
 	}
-	for _, f := range []string{ev.EventID, string(ev.Type), ev.ShipmentID, ev.TrackingNumber, ev.Reason} {
+	fields := []string{ev.EventID, string(ev.Type), ev.ShipmentID, ev.TrackingNumber, ev.Reason, ev.ReturnID}
+	for _, l := range ev.Lines {
+		fields = append(fields, l.SKU, l.Condition)
+	}
+	for _, f := range fields {
 		if strings.ContainsRune(f, 0) {
 			return oms.WMSEvent{}, fmt.Errorf("%w: a NUL character in a string", errMalformed)
 		}
