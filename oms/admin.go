@@ -94,6 +94,14 @@ type LevelView struct {
 	Reserved    int64  `json:"reserved"`
 	SafetyStock int64  `json:"safety_stock"`
 	Available   int64  `json:"available"`
+	// Damaged counts returned units received damaged (not sellable, not in
+	// on hand); only in GET /v1/inventory/{sku}.
+	Damaged *int64 `json:"damaged,omitempty"`
+}
+
+// DamagedStock is a store that counts damaged returned units per node.
+type DamagedStock interface {
+	Damaged(ctx context.Context, sku string) (map[string]int64, error)
 }
 
 func levelView(l inventory.Level, withSKU bool) LevelView {
@@ -166,8 +174,19 @@ func (a *Admin) StockBySKU(ctx context.Context, sku string) (SKUStock, error) {
 	if err != nil {
 		return out, stockErr(err)
 	}
+	var damaged map[string]int64
+	if ds, ok := a.store.(DamagedStock); ok {
+		if damaged, err = ds.Damaged(ctx, sku); err != nil {
+			return out, unavailable("damaged stock lookup failed", err)
+		}
+	}
 	for _, l := range levels {
-		out.Nodes = append(out.Nodes, levelView(l, false))
+		v := levelView(l, false)
+		if damaged != nil {
+			d := damaged[l.Node]
+			v.Damaged = &d
+		}
+		out.Nodes = append(out.Nodes, v)
 		if l.Available > 0 {
 			out.Available += l.Available
 		}

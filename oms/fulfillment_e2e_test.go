@@ -342,6 +342,22 @@ type record struct {
 // kcat reads a whole topic with kcat, an independent Kafka client.
 func kcat(t *testing.T, brokers []string, topic string) []record {
 	t.Helper()
+	var recs []record
+	for _, m := range kcatMessages(t, brokers, topic) {
+		r := record{Key: m.key}
+		if err := json.Unmarshal([]byte(m.value), &r.Ev); err != nil {
+			t.Fatalf("kcat %s: undecodable message %q: %v", topic, m.value, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+type kcatMessage struct{ key, value string }
+
+// kcatMessages reads a whole topic with kcat: each message's key and value.
+func kcatMessages(t *testing.T, brokers []string, topic string) []kcatMessage {
+	t.Helper()
 	path, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatalf("kcat is not installed: %v", err)
@@ -355,7 +371,7 @@ func kcat(t *testing.T, brokers []string, topic string) []record {
 	if err != nil {
 		t.Fatalf("kcat %s: %v: %s", topic, err, stderr.String())
 	}
-	var recs []record
+	var msgs []kcatMessage
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -363,14 +379,9 @@ func kcat(t *testing.T, brokers []string, topic string) []record {
 		if !ok {
 			continue
 		}
-		var r record
-		r.Key = key
-		if err := json.Unmarshal([]byte(val), &r.Ev); err != nil {
-			t.Fatalf("kcat %s: undecodable message %q: %v", topic, val, err)
-		}
-		recs = append(recs, r)
+		msgs = append(msgs, kcatMessage{key, val})
 	}
-	return recs
+	return msgs
 }
 
 func find(recs []record, typ oms.EventType, shipmentID, orderID string) []record {

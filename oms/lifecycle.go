@@ -113,7 +113,7 @@ func Cancel(o *Order, channel, reason string, now time.Time) (Change, error) {
 		return Change{}, errUnchanged
 	case OrderExpired:
 		return Change{}, Errorf(KindConflict, SlugOrderExpired, "the order expired unpaid; there is nothing to cancel")
-	case OrderShipped:
+	case OrderShipped, OrderPartiallyReturned, OrderReturned:
 		return Change{}, Errorf(KindConflict, SlugAlreadyShipped, "every shipment of the order has shipped; too late to cancel")
 	}
 	if slices.Contains(o.Flags, FlagCancelFailed) {

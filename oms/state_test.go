@@ -12,7 +12,7 @@ import (
 
 var (
 	allOrderStatuses = []OrderStatus{OrderPendingPayment, OrderInReview, OrderReleased, OrderPartiallyShipped,
-		OrderShipped, OrderCancelRequested, OrderCancelled, OrderExpired}
+		OrderShipped, OrderCancelRequested, OrderCancelled, OrderExpired, OrderPartiallyReturned, OrderReturned}
 	allShipmentStatuses = []ShipmentStatus{ShipmentPending, ShipmentRequested, ShipmentAcknowledged, ShipmentShipped,
 		ShipmentCancelRequested, ShipmentCancelled, ShipmentRejected}
 )
@@ -31,6 +31,7 @@ func TestOrderTransitions(t *testing.T) {
 		{OrderPartiallyShipped, OrderShipped}, {OrderPartiallyShipped, OrderCancelRequested},
 		{OrderCancelRequested, OrderCancelled}, {OrderCancelRequested, OrderReleased},
 		{OrderCancelRequested, OrderPartiallyShipped}, {OrderCancelRequested, OrderShipped},
+		{OrderShipped, OrderPartiallyReturned}, {OrderShipped, OrderReturned}, {OrderPartiallyReturned, OrderReturned},
 	} {
 		allowed[m] = true
 	}
