@@ -63,6 +63,7 @@ func TestFulfillmentRoutes(t *testing.T) {
 		want                          int
 		wantCall                      string
 		wantType                      oms.Slug
+		wantReturnsURL                string
 	}{
 		{name: "cancel with a reason", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{"reason":"changed my mind"}`,
 			want: 200, wantCall: "cancel web o1 changed my mind"},
@@ -71,7 +72,8 @@ func TestFulfillmentRoutes(t *testing.T) {
 		{name: "cancel with an unknown field", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{"why":"x"}`,
 			want: 400, wantType: oms.SlugBadJSON},
 		{name: "cancel too late", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{}`,
-			err: oms.Errorf(oms.KindConflict, oms.SlugAlreadyShipped, "too late"), want: 409, wantType: oms.SlugAlreadyShipped},
+			err: oms.Errorf(oms.KindConflict, oms.SlugAlreadyShipped, "too late"), want: 409, wantType: oms.SlugAlreadyShipped,
+			wantReturnsURL: "/v1/orders/o1/returns"},
 		{name: "cancel another channel's order", method: "POST", path: "/v1/orders/o1/cancel", key: key, body: `{}`,
 			err: oms.Errorf(oms.KindNotFound, oms.SlugNotFound, "no such order"), want: 404, wantType: oms.SlugNotFound},
 		{name: "cancel without a key", method: "POST", path: "/v1/orders/o1/cancel", body: `{}`, want: 401, wantType: oms.SlugUnauthorized},
@@ -100,6 +102,9 @@ func TestFulfillmentRoutes(t *testing.T) {
 			}
 			if tc.wantType != "" && p.Type != TypeURI(tc.wantType) {
 				t.Errorf("got type %q, want %s", p.Type, TypeURI(tc.wantType))
+			}
+			if p.ReturnsURL != tc.wantReturnsURL {
+				t.Errorf("got returns_url %q, want %q", p.ReturnsURL, tc.wantReturnsURL)
 			}
 			if tc.wantCall != "" && f.last() != tc.wantCall {
 				t.Errorf("got call %q, want %q", f.last(), tc.wantCall)

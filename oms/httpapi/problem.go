@@ -25,6 +25,9 @@ type Problem struct {
 	Instance  string           `json:"instance,omitempty"`
 	RequestID string           `json:"request_id,omitempty"`
 	Errors    []oms.FieldError `json:"errors,omitempty"`
+	// ReturnsURL: a cancel that came too late (already-shipped) points to
+	// where the buyer's return is requested.
+	ReturnsURL string `json:"returns_url,omitempty"`
 }
 
 var kindStatus = map[oms.Kind]int{
@@ -58,6 +61,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Type = TypeURI(e.Slug)
 		p.Detail = e.Detail
 		p.Errors = e.Fields
+		if e.Slug == oms.SlugAlreadyShipped && r.PathValue("id") != "" {
+			p.ReturnsURL = "/v1/orders/" + r.PathValue("id") + "/returns"
+		}
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 		}
