@@ -3,6 +3,9 @@ package oms_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,6 +211,39 @@ func TestReturnsEndToEnd(t *testing.T) {
 		}
 		if ord := p.order(o.ID); ord.Refunded != 2*1999 {
 			t.Errorf("order refunded %d, want 3998", ord.Refunded)
+		}
+	})
+
+	t.Run("sixty concurrent return requests for three shipped units: exactly three are opened", func(t *testing.T) {
+		p.setStock("FAST", "SKU-RACE", 10)
+		src := p.submit("SKU-RACE", 3, oms.PaymentPaid)
+		p.waitOrder(src.ID, 30*time.Second, "shipped", func(o *oms.Order) bool { return o.Status == oms.OrderShipped })
+		var wg sync.WaitGroup
+		var opened, refused, other atomic.Int64
+		for i := range 60 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, created, err := rs.Request(p.ctx, channel, src.ID, "", &oms.ReturnRequest{ExternalID: fmt.Sprintf("RMA-RACE-%d", i),
+					Reason: "other", Resolution: "refund", Lines: []oms.ShipLine{{SKU: "SKU-RACE", Qty: 1}}})
+				switch {
+				case err == nil && created:
+					opened.Add(1)
+				case oms.KindOf(err) == oms.KindInvalid:
+					refused.Add(1)
+				default:
+					other.Add(1)
+					t.Errorf("unexpected answer: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if opened.Load() != 3 || refused.Load() != 57 {
+			t.Errorf("got %d opened, %d refused, %d other; want 3 and 57", opened.Load(), refused.Load(), other.Load())
+		}
+		rets, err := rs.ForOrder(p.ctx, channel, src.ID)
+		if err != nil || len(rets) != 3 {
+			t.Errorf("stored: %d returns (%v), want 3", len(rets), err)
 		}
 	})
 
