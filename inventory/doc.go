@@ -12,7 +12,9 @@
 // committed (shipped: on hand and reserved both drop), or expired by the
 // sweeper when its deadline passes unpaid; Confirm (paid) removes the
 // deadline. Each of these happens exactly once: the first call reports
-// true, repeats report false, and a hold id is never reused.
+// true, repeats report false, and a hold id is never reused. A return
+// received at a node puts its units back into on hand with Restock
+// (Restocker), once per restock id, after its SQL commit.
 //
 // # Guarantees (each tested by the contract suite in package stocktest)
 //
@@ -44,8 +46,11 @@
 // shipped is committed; one it closed is released; one it does not know is
 // only an orphan after a grace period, because intake reserves before its
 // SQL commit; a ledger hold missing from the store is re-added if it fits
-// under on hand, else reported (ReconcilerConfig.OnUnfitHold); on hand is
-// repaired by the difference left once those commits are counted.
+// under on hand, else reported (ReconcilerConfig.OnUnfitHold); a restock of
+// the ledger's last RestockWindow that the store does not remember is
+// applied; on hand is repaired by the difference left once those commits
+// and restocks are counted. A rebuild restores the window's restock ids as
+// applied, since the ledger's on hand already has their units.
 //
 // # Purchase limits
 //

@@ -224,6 +224,41 @@ type Store interface {
 	SweepExpired(ctx context.Context, now time.Time, limit int) (released []string, err error)
 }
 
+// Restocker takes returned units back into on hand: an after-sales return
+// received at a node books its sellable units in SQL first (a stock row's
+// on hand and a stock_ledger row of kind 'return' whose ref is the restock
+// id, in one transaction), then tells the store with Restock. Every
+// Rebuildable store implements it (redisstock, memstock).
+//
+// Restock ids are single-use: one per (return, SKU), never reused for
+// another restock. The store remembers the ids it applied for
+// RestockMemory, and a rebuild restores the ids of the ledger's last
+// RestockWindow as applied (their units are in the ledger's on hand), so
+// that a repeat is a no-op. Call Restock only after the SQL commit, and
+// retry it for a few minutes at most: past RestockWindow the reconciler no
+// longer applies a missing restock by its id, and after a data loss and a
+// rebuild the store no longer knows an older one (its units came back with
+// the rebuild's on hand, a late call would count them again).
+type Restocker interface {
+	// Restock adds qty to on hand of (node, sku) once per id: it reports
+	// true the first time, and a repeat of the id (with any SKU or
+	// quantity) changes nothing and reports (false, nil). Reserved and
+	// safety stock are kept; the SKU's stock version (see NodeSnapshot) is
+	// not moved: a restock is a relative change, as a shipment is. A
+	// repeat by the client library after a lost reply answers as the first
+	// call did. Errors: ErrNotReady (a node that is not ready or being
+	// rebuilt: nothing written; the reconciler applies it once the node is
+	// ready, or the rebuild's on hand already has it), ErrInvalid (qty
+	// outside [1, MaxQty], bad node, SKU or id).
+	Restock(ctx context.Context, node, id, sku string, qty int64) (applied bool, err error)
+}
+
+// RestockMemory is how long a store remembers an applied restock id by
+// default (redisstock and memstock: Config.RestockMemory). It must stay
+// well above RestockWindow, the span of the ledger's restocks that the
+// reconciler and the rebuild compare with it.
+const RestockMemory = time.Hour
+
 // DefaultSweepLimit is the number of holds SweepExpired releases at most
 // when called with limit <= 0.
 const DefaultSweepLimit = 1000
@@ -255,6 +290,26 @@ func validateID(what, s string) error {
 		return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, what, MaxIDLen)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
+	}
+	return nil
+}
+
+// ValidateRestockID checks a restock id like a SKU.
+func ValidateRestockID(id string) error { return validateID("restock id", id) }
+
+// ValidateRestock checks the arguments of Restock.
+func ValidateRestock(node, id, sku string, qty int64) error {
+	if err := ValidateNode(node); err != nil {
+		return err
+	}
+	if err := ValidateRestockID(id); err != nil {
+		return err
+	}
+	if err := ValidateSKU(sku); err != nil {
+		return err
+	}
+	if qty <= 0 || qty > MaxQty {
+		return fmt.Errorf("%w: restock quantity %d outside [1, %d]", ErrInvalid, qty, MaxQty)
 	}
 	return nil
 }

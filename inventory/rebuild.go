@@ -27,7 +27,28 @@ type LedgerState struct {
 	// shipped, released or expired), with their lines and their SQL
 	// deadlines (zero once paid).
 	Holds []Hold
+	// Restocks are the ledger's restocks (returned units put back into on
+	// hand, see Restocker) booked within the last RestockWindow, read in
+	// the same transaction: their units are in Stock.
+	Restocks []Restock
 }
+
+// Restock is one restock of the ledger: Qty units of SKU put back into on
+// hand at Node by a return, under its single-use ID, booked at At (the
+// database's clock).
+type Restock struct {
+	ID, Node, SKU string
+	Qty           int64
+	At            time.Time
+}
+
+// RestockWindow is how far back Ledger.State lists restocks. A restock
+// reaches the store within seconds of its SQL commit (Restock right after
+// it, else the reconciler's next pass), so the window only has to cover a
+// few passes; it must stay well below the store's memory of applied ids
+// (RestockMemory), so that every restock the ledger lists and the store
+// applied is still known to the store as applied.
+const RestockWindow = 10 * time.Minute
 
 // HoldRef names one hold: hold ids are scoped by node.
 type HoldRef struct {
@@ -39,8 +60,9 @@ type HoldRef struct {
 type Ledger interface {
 	// Nodes returns every known node id.
 	Nodes(ctx context.Context) ([]string, error)
-	// State returns on hand and safety stock of every (node, SKU) and the
-	// open holds, in one consistent read.
+	// State returns on hand and safety stock of every (node, SKU), the
+	// open holds and the restocks of the last RestockWindow, in one
+	// consistent read.
 	State(ctx context.Context) (LedgerState, error)
 	// HoldStates tells, for each of the given holds that the ledger knows,
 	// whether its shipment is open (HoldOpen), shipped (HoldCommitted: on
@@ -71,8 +93,13 @@ type NodeSnapshot struct {
 	Levels []Level      // sorted by SKU
 	Holds  []StoredHold // open holds, sorted by ID
 	// Versions counts the absolute writes of on hand and safety per SKU
-	// (SetStock, RepairStock); shipments do not change it. Missing is 0.
+	// (SetStock, RepairStock); shipments and restocks do not change it.
+	// Missing is 0.
 	Versions map[string]int64
+	// Restocks are the restock ids the store remembers as applied (see
+	// Restocker), with when they were applied (or restored) by the store's
+	// clock: at least those of the last RestockMemory.
+	Restocks map[string]time.Time
 }
 
 // Rebuildable is a Store that can be rebuilt and reconciled from the
@@ -84,6 +111,7 @@ type NodeSnapshot struct {
 // lease expired (it stalled) cannot overwrite what another restored since.
 type Rebuildable interface {
 	Store
+	Restocker
 	// Nodes returns the nodes the store knows (restored or marked ready).
 	Nodes(ctx context.Context) ([]string, error)
 	// Ready reports whether the node's counters are loaded.
@@ -105,18 +133,20 @@ type Rebuildable interface {
 	// MarkNotReady fences the node unconditionally: every write returns
 	// ErrNotReady until the node is made ready again.
 	MarkNotReady(ctx context.Context, node string) error
-	// Snapshot reads the node's levels, open holds, epoch and stock
-	// versions atomically. It works on nodes that are not ready (Ready says
+	// Snapshot reads the node's levels, open holds, epoch, stock versions
+	// and remembered restock ids atomically. It works on nodes that are not ready (Ready says
 	// so).
 	Snapshot(ctx context.Context, node string) (NodeSnapshot, error)
 	// RestoreNode replaces every counter and hold of the node, atomically:
 	// on hand and safety from rows, reserved as the sum of the holds' lines,
-	// the holds with their deadlines and creation times (zero: now); rows
-	// and holds of other nodes are ignored. It refuses a node that is
-	// ready, and, given a lease, one whose lease is not that one (without
-	// a lease, one that is leased). It does not mark the node ready.
-	// Errors: ErrInvalid, ErrLeaseLost.
-	RestoreNode(ctx context.Context, node, lease string, rows []StockRow, holds []StoredHold) error
+	// the holds with their deadlines and creation times (zero: now), and
+	// the remembered restock ids with restocks (id to when applied; zero:
+	// now): their units are in rows, so a later Restock of one of them is
+	// a no-op. Rows and holds of other nodes are ignored. It refuses a node
+	// that is ready, and, given a lease, one whose lease is not that one
+	// (without a lease, one that is leased). It does not mark the node
+	// ready. Errors: ErrInvalid, ErrLeaseLost.
+	RestoreNode(ctx context.Context, node, lease string, rows []StockRow, holds []StoredHold, restocks map[string]time.Time) error
 	// RestoreHold adds a hold that the ledger has and the store lost. It
 	// reserves its lines only if every line fits under on hand (reserved
 	// plus the line at most on hand; safety stock may be used, the order
@@ -282,7 +312,8 @@ func rebuild(ctx context.Context, ledger Ledger, store Rebuildable, o rebuildOpt
 	for _, n := range fenced {
 		start := time.Now()
 		holds := restoredHolds(n, snaps[n], state.Holds, fates, o.holdGrace)
-		if err := store.RestoreNode(ctx, n, leases[n], rowsBy[n], holds); err != nil {
+		restocks := restoredRestocks(n, snaps[n], state.Restocks)
+		if err := store.RestoreNode(ctx, n, leases[n], rowsBy[n], holds, restocks); err != nil {
 			errs = append(errs, fmt.Errorf("inventory: rebuild %s: %w", n, err))
 			continue
 		}
@@ -292,7 +323,7 @@ func rebuild(ctx context.Context, ledger Ledger, store Rebuildable, o rebuildOpt
 		}
 		done = append(done, n)
 		o.log.Info("inventory: node rebuilt", "node", n, "skus", len(rowsBy[n]), "holds", len(holds),
-			"took", time.Since(start))
+			"restocks", len(restocks), "took", time.Since(start))
 	}
 	return done, errors.Join(errs...)
 }
@@ -336,6 +367,29 @@ func restoredHolds(node string, snap NodeSnapshot, ledgerHolds []Hold, fates map
 			continue
 		}
 		out = append(out, sh)
+	}
+	return out
+}
+
+// restoredRestocks are the restock ids a rebuild restores as applied for
+// node: the ledger window's restocks of the node (booked in SQL before the
+// ledger read, so their units are in its on hand; restored with time zero,
+// that is the store's now) and the ids the store remembered at the fence
+// (a store applies a restock only after its SQL commit, so these too were
+// booked before the read), with the time the store had. The node is fenced
+// from the snapshot on: no Restock applies in between.
+func restoredRestocks(node string, snap NodeSnapshot, ledger []Restock) map[string]time.Time {
+	out := make(map[string]time.Time, len(snap.Restocks))
+	for id, at := range snap.Restocks {
+		out[id] = at
+	}
+	for _, r := range ledger {
+		if r.Node != node {
+			continue
+		}
+		if _, ok := out[r.ID]; !ok {
+			out[r.ID] = time.Time{}
+		}
 	}
 	return out
 }

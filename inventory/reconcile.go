@@ -64,6 +64,44 @@ const (
 	// DriftDeadline: the ledger says paid (no deadline) and the store still
 	// has a deadline, so the sweeper would expire a paid order. Confirmed.
 	DriftDeadline DriftKind = "deadline"
+	// DriftRestock: a restock of the ledger's window (returned units put
+	// back into on hand in SQL, see Restocker) whose id is not among the
+	// ids the store's snapshot remembers as applied: the store owes it.
+	// Its units count into the on-hand comparison as the store's (as the
+	// commits owed do), and it is applied with Restock, which is a no-op
+	// for an id applied since; only an application by this pass is
+	// reported.
+	//
+	// Why nothing is counted twice. The snapshot is read before the
+	// ledger, atomically with on hand, and a store applies a restock only
+	// after its SQL commit. So for each restock x:
+	//   - x applied before the snapshot: its id is in the snapshot and its
+	//     units in the snapshot's on hand; it was committed before the
+	//     ledger read, so its units are in the ledger's on hand too. Not
+	//     owed, both sides count it. The ledger window may or may not list
+	//     it (committed more than RestockWindow ago): the comparison does
+	//     not depend on the list then.
+	//   - x committed before the ledger read, not applied at the snapshot
+	//     (applied after it, or not yet): the ledger's on hand has it, the
+	//     snapshot's does not, the window lists it and the snapshot lacks
+	//     its id: owed, counted once, and the Restock of this pass applies
+	//     it or finds it applied. That includes a restock committed between
+	//     the snapshot and the ledger read and applied after the snapshot.
+	//   - x committed after the ledger read: applied after the snapshot, so
+	//     neither side's on hand nor the window has it, and the snapshot
+	//     cannot have its id. Not seen at all.
+	// So the on-hand delta never includes a restock's units by mistake, and
+	// RepairStock adds that delta relative to the current on hand, which a
+	// restock applied meanwhile moved by the same amount on both sides. A
+	// restock therefore does not move the SKU's stock version, exactly like
+	// a shipment: the version guard is for absolute writes (SetStock), whose
+	// value a stale delta would spoil. A rebuild in between changes the
+	// epoch (repairs wait), and it restores the window's ids as applied
+	// (their units are in the rebuilt on hand). The window (RestockWindow,
+	// 10 minutes) is far below the store's memory (RestockMemory, 1 hour),
+	// so a listed restock the store applied is still remembered; a restock
+	// missed for longer than the window shows as an on_hand drift instead.
+	DriftRestock DriftKind = "restock"
 )
 
 // Drift is one difference found by Reconcile.
@@ -71,6 +109,7 @@ type Drift struct {
 	Kind      DriftKind
 	Node, SKU string // SKU is empty for hold drifts
 	HoldID    string // empty for counter drifts
+	RestockID string // the restock of a DriftRestock
 	Owner     string // the dead owner of a DriftDeadOwnerHold
 	Store     int64  // the store's value (units of the hold for hold drifts)
 	Ledger    int64  // the ledger's value (for DriftReserved: the sum of the store's open holds)
@@ -429,6 +468,10 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 		rowsBy[row.Node][row.SKU] = row
 	}
+	restocksBy := make(map[string][]Restock)
+	for _, rs := range state.Restocks {
+		restocksBy[rs.Node] = append(restocksBy[rs.Node], rs)
+	}
 	holdsBy := make(map[string]map[string]Hold)
 	open := map[HoldRef]bool{}
 	for _, h := range state.Holds {
@@ -462,7 +505,8 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	left := map[string]bool{} // dead owners with a hold left open
 	for _, snap := range snaps {
 		rep.Nodes++
-		ds, err := r.reconcileNode(ctx, snap, rowsBy[snap.Node], holdsBy[snap.Node], fates, start, dead, drifting, stillUnfit)
+		ds, err := r.reconcileNode(ctx, snap, rowsBy[snap.Node], holdsBy[snap.Node], restocksBy[snap.Node], fates, start, dead,
+			drifting, stillUnfit)
 		rep.Drifts = append(rep.Drifts, ds...)
 		if err != nil {
 			errs = append(errs, err)
@@ -492,14 +536,14 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			r.m.repaired.WithLabelValues(string(d.Kind)).Inc()
 		}
 		r.cfg.Logger.Warn("inventory: drift", "kind", d.Kind, "node", d.Node, "sku", d.SKU, "hold", d.HoldID,
-			"store", d.Store, "ledger", d.Ledger, "repaired", d.Repaired)
+			"restock", d.RestockID, "store", d.Store, "ledger", d.Ledger, "repaired", d.Repaired)
 	}
 	r.m.keys.Set(float64(len(drifting)))
 	return rep, errors.Join(errs...)
 }
 
 func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows map[string]StockRow,
-	lholds map[string]Hold, fates map[HoldRef]HoldState, start time.Time, dead map[string]bool,
+	lholds map[string]Hold, restocks []Restock, fates map[HoldRef]HoldState, start time.Time, dead map[string]bool,
 	drifting map[Key]bool, stillUnfit map[HoldRef]bool) ([]Drift, error) {
 	node := snap.Node
 	var out []Drift
@@ -602,6 +646,35 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 		out = append(out, d)
 	}
 
+	// Restocks the ledger booked that the snapshot does not show applied
+	// (see DriftRestock): owed counts their units per SKU, which the
+	// snapshot's on hand lacks and the ledger's has. Applied before the
+	// ledger holds are re-added, so that those fit under on hand.
+	owed := map[string]int64{}
+	seenRestock := map[string]bool{}
+	for _, rs := range restocks {
+		if _, ok := snap.Restocks[rs.ID]; ok || seenRestock[rs.ID] {
+			continue
+		}
+		seenRestock[rs.ID] = true
+		if err := ValidateRestock(node, rs.ID, rs.SKU, rs.Qty); err != nil {
+			// Not counted: the on-hand repair books its units instead.
+			errs = append(errs, fmt.Errorf("inventory: reconcile %s: ledger restock %q: %w", node, rs.ID, err))
+			continue
+		}
+		owed[rs.SKU] += rs.Qty
+		applied, err := r.store.Restock(ctx, node, rs.ID, rs.SKU, rs.Qty)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inventory: reconcile %s: restock %q: %w", node, rs.ID, err))
+			continue
+		}
+		if !applied {
+			continue // applied since the snapshot by its caller: no drift
+		}
+		drifting[Key{node, rs.SKU}] = true
+		out = append(out, Drift{Kind: DriftRestock, Node: node, SKU: rs.SKU, RestockID: rs.ID, Ledger: rs.Qty, Repaired: true})
+	}
+
 	// Holds in the ledger: missing, different or still carrying a deadline.
 	for _, id := range sortedKeys(lholds) {
 		lh := lholds[id]
@@ -657,10 +730,13 @@ func (r *Reconciler) reconcileNode(ctx context.Context, snap NodeSnapshot, rows 
 			skus[sku] = true
 		}
 	}
+	for sku := range owed {
+		skus[sku] = true
+	}
 	for _, sku := range sortedKeys(skus) {
 		l := levels[sku]
 		row := rows[sku]
-		storeOnHand := l.OnHand - shipped[sku]
+		storeOnHand := l.OnHand - shipped[sku] + owed[sku]
 		if storeOnHand == row.OnHand && l.Safety == row.Safety {
 			continue
 		}

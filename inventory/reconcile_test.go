@@ -210,3 +210,47 @@ func sample(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 	t.Fatalf("metric %s{%s} not found", name, label)
 	return 0
 }
+
+// TestReconcilerRestockMetrics: an owed restock is counted as a drift of
+// its own kind, found and repaired, with its units, and no on-hand drift
+// on top.
+func TestReconcilerRestockMetrics(t *testing.T) {
+	ctx := context.Background()
+	s := memstock.New(memstock.Config{AutoReady: true})
+	ledger := stocktest.NewLedger()
+	ledger.SetStock("n1", "a", 10, 0)
+	if _, err := s.SetStock(ctx, "n1", "a", 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	ledger.Restock("n1", "r1", "a", 4) // booked in SQL; the store was never told
+	reg := prometheus.NewRegistry()
+	r, err := inventory.NewReconciler(ledger, s, inventory.ReconcilerConfig{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Reconcile(ctx)
+	if err != nil || len(rep.Drifts) != 1 || rep.Drifts[0] != (inventory.Drift{Kind: inventory.DriftRestock, Node: "n1", SKU: "a",
+		RestockID: "r1", Ledger: 4, Repaired: true}) {
+		t.Fatalf("reconcile: got %+v, %v; want one repaired restock drift", rep.Drifts, err)
+	}
+	for _, c := range []struct {
+		name, label string
+		want        float64
+	}{
+		{"omsd_inventory_drift_found_total", "restock", 1},
+		{"omsd_inventory_drift_repaired_total", "restock", 1},
+		{"omsd_inventory_drift_units_total", "restock", 4},
+		{"omsd_inventory_drift_keys", "", 1},
+	} {
+		if got := sample(t, reg, c.name, c.label); got != c.want {
+			t.Errorf("%s{%s}: got %v, want %v", c.name, c.label, got, c.want)
+		}
+	}
+	ls, err := s.Levels(ctx, []inventory.Key{{Node: "n1", SKU: "a"}})
+	if err != nil || ls[0].OnHand != 14 {
+		t.Errorf("on hand: got %+v, %v; want 14", ls, err)
+	}
+	if rep, err := r.Reconcile(ctx); err != nil || len(rep.Drifts) != 0 {
+		t.Errorf("second pass: got %+v, %v; want no drift", rep.Drifts, err)
+	}
+}

@@ -15,8 +15,12 @@ type Config struct {
 	// ClosedTTL is how long a closed hold's id is remembered (repeats of it
 	// answer ErrHoldClosed meanwhile); default 7 days, as in redisstock.
 	ClosedTTL time.Duration
-	// Now is the clock (hold creation times, closed-id expiry); default
-	// time.Now.
+	// RestockMemory is how long an applied restock id is remembered (a
+	// repeat of it meanwhile adds nothing); default
+	// inventory.RestockMemory, as in redisstock.
+	RestockMemory time.Duration
+	// Now is the clock (hold creation times, closed-id expiry, restock
+	// memory); default time.Now.
 	Now func() time.Time
 	// AutoReady makes every node ready without a rebuild, for the unit tests
 	// of other packages that do not care about data loss. The default (false)
@@ -44,6 +48,7 @@ type nodeState struct {
 	stock      map[string]*counters
 	holds      map[string]*hold
 	closed     map[string]closedMark
+	restocks   map[string]time.Time // applied restock ids, when applied
 }
 
 type counters struct{ onHand, reserved, safety, version int64 }
@@ -64,12 +69,16 @@ var (
 	_ inventory.Store       = (*Store)(nil)
 	_ inventory.Rebuildable = (*Store)(nil)
 	_ inventory.Liveness    = (*Store)(nil)
+	_ inventory.Restocker   = (*Store)(nil)
 )
 
 // New returns an empty Store.
 func New(cfg Config) *Store {
 	if cfg.ClosedTTL == 0 {
 		cfg.ClosedTTL = 7 * 24 * time.Hour
+	}
+	if cfg.RestockMemory <= 0 {
+		cfg.RestockMemory = inventory.RestockMemory
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -106,7 +115,8 @@ func (s *Store) leaseHolder(n *nodeState) string {
 func (s *Store) node(id string) *nodeState {
 	n := s.nodes[id]
 	if n == nil {
-		n = &nodeState{stock: map[string]*counters{}, holds: map[string]*hold{}, closed: map[string]closedMark{}}
+		n = &nodeState{stock: map[string]*counters{}, holds: map[string]*hold{}, closed: map[string]closedMark{},
+			restocks: map[string]time.Time{}}
 		if s.cfg.AutoReady {
 			n.ready = true
 			n.epoch = s.token("epoch")
@@ -171,6 +181,39 @@ func (s *Store) SetStock(_ context.Context, node, sku string, onHand, safety int
 	c.onHand, c.safety = onHand, safety
 	c.version++
 	return n.level(node, sku), nil
+}
+
+// Restock implements inventory.Restocker. Ids older than RestockMemory are
+// forgotten on each call, as redisstock prunes its sorted set.
+func (s *Store) Restock(_ context.Context, node, id, sku string, qty int64) (bool, error) {
+	if err := inventory.ValidateRestock(node, id, sku, qty); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.ready(node)
+	if err != nil {
+		return false, err
+	}
+	now := s.cfg.Now()
+	s.pruneRestocks(n, now)
+	if _, ok := n.restocks[id]; ok {
+		return false, nil
+	}
+	n.counters(sku).onHand += qty
+	n.restocks[id] = now
+	return true, nil
+}
+
+// pruneRestocks forgets the restock ids applied more than RestockMemory
+// before now. Call with s.mu held.
+func (s *Store) pruneRestocks(n *nodeState, now time.Time) {
+	cutoff := now.Add(-s.cfg.RestockMemory)
+	for id, at := range n.restocks {
+		if at.Before(cutoff) {
+			delete(n.restocks, id)
+		}
+	}
 }
 
 // Reserve implements inventory.Store.
@@ -470,7 +513,14 @@ func (s *Store) Snapshot(_ context.Context, node string) (inventory.NodeSnapshot
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.node(node)
-	snap := inventory.NodeSnapshot{Node: node, Ready: n.ready, Epoch: n.epoch, Versions: map[string]int64{}}
+	snap := inventory.NodeSnapshot{Node: node, Ready: n.ready, Epoch: n.epoch, Versions: map[string]int64{},
+		Restocks: map[string]time.Time{}}
+	cutoff := s.cfg.Now().Add(-s.cfg.RestockMemory)
+	for id, at := range n.restocks {
+		if !at.Before(cutoff) {
+			snap.Restocks[id] = at
+		}
+	}
 	skus := make([]string, 0, len(n.stock))
 	for sku, c := range n.stock {
 		skus = append(skus, sku)
@@ -499,11 +549,12 @@ func (s *Store) Snapshot(_ context.Context, node string) (inventory.NodeSnapshot
 }
 
 // RestoreNode implements inventory.Rebuildable.
-func (s *Store) RestoreNode(_ context.Context, node, lease string, rows []inventory.StockRow, holds []inventory.StoredHold) error {
+func (s *Store) RestoreNode(_ context.Context, node, lease string, rows []inventory.StockRow, holds []inventory.StoredHold,
+	restocks map[string]time.Time) error {
 	if err := inventory.ValidateNode(node); err != nil {
 		return err
 	}
-	fresh := &nodeState{stock: map[string]*counters{}, holds: map[string]*hold{}}
+	fresh := &nodeState{stock: map[string]*counters{}, holds: map[string]*hold{}, restocks: map[string]time.Time{}}
 	for _, r := range rows {
 		if r.Node != node {
 			continue
@@ -534,6 +585,15 @@ func (s *Store) RestoreNode(_ context.Context, node, lease string, rows []invent
 			created = now
 		}
 		fresh.holds[nh.ID] = &hold{lines: nh.Lines, deadline: nh.Deadline, created: created, owner: nh.Owner}
+	}
+	for id, at := range restocks {
+		if err := inventory.ValidateRestockID(id); err != nil {
+			return fmt.Errorf("memstock: restore %s: %w", node, err)
+		}
+		if at.IsZero() {
+			at = now
+		}
+		fresh.restocks[id] = at
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -74,3 +74,32 @@ func TestLimitsExpireAfterUntil(t *testing.T) {
 		t.Errorf("take in a later promotion window after the counter expired: %v", err)
 	}
 }
+
+func TestRestockIDsAreForgottenAfterTheMemory(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	s := memstock.New(memstock.Config{AutoReady: true, Now: func() time.Time { return now }})
+	if _, err := s.SetStock(ctx, "n1", "a", 5, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Restock(ctx, "n1", "r1", "a", 2); !ok || err != nil {
+		t.Fatalf("Restock: %v, %v", ok, err)
+	}
+	now = now.Add(inventory.RestockMemory - time.Minute)
+	if ok, err := s.Restock(ctx, "n1", "r1", "a", 2); ok || err != nil {
+		t.Errorf("repeat within the memory: got %v, %v; want false, nil", ok, err)
+	}
+	if snap, _ := s.Snapshot(ctx, "n1"); len(snap.Restocks) != 1 {
+		t.Errorf("snapshot within the memory: got %v, want r1", snap.Restocks)
+	}
+	now = now.Add(2 * time.Minute)
+	if snap, _ := s.Snapshot(ctx, "n1"); len(snap.Restocks) != 0 {
+		t.Errorf("snapshot past the memory: got %v, want none", snap.Restocks)
+	}
+	if ok, err := s.Restock(ctx, "n1", "r1", "a", 2); !ok || err != nil {
+		t.Errorf("an id past the memory is forgotten: got %v, %v; want true, nil", ok, err)
+	}
+	if ls, _ := s.Levels(ctx, []inventory.Key{{Node: "n1", SKU: "a"}}); ls[0].OnHand != 9 {
+		t.Errorf("on hand: got %d, want 9", ls[0].OnHand)
+	}
+}

@@ -19,6 +19,10 @@
 //	{P:N}:holds           hash     hold id -> {"l":[[sku,qty],...],"c":created ms}   (open holds)
 //	{P:N}:deadlines       zset     hold id scored by deadline ms (unpaid open holds: drives the sweeper)
 //	{P:N}:closed:<id>     string   "released" | "committed" | "expired", TTL Config.ClosedTTL (7 days)
+//	{P:N}:restocks        zset     restock id scored by when applied (ms, Config.Now): returns put back
+//	                               into on hand; pruned of ids older than Config.RestockMemory (1 h) on
+//	                               each Restock, replaced by a restore (the rebuild's restock ids)
+//	{P:N}:restock:<tok>   string   answer of one Restock (a retry after a lost reply gets it), TTL 10 min
 //	{P:N}:stage:<tok>:*   staging copies written by a restore, renamed in by one script, TTL 10 min
 //	{P:N}:repair:<tok>    string   answer of one reconciliation repair (a retry gets it again), TTL 10 min
 //	{P}:nodes             set      known nodes (the sweeper and the reconciliation iterate it)

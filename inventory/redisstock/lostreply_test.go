@@ -273,6 +273,21 @@ func TestLostReply(t *testing.T) {
 		}
 	})
 
+	t.Run("a restock reports true and adds once", func(t *testing.T) {
+		set(t, "k", 10)
+		var ok bool
+		err := lose(t, func() (err error) { ok, err = s.Restock(ctx, "n1", "rs1", "k", 3); return err })
+		if err != nil || !ok {
+			t.Errorf("Restock: got %v, %v; want true, nil (the first answer)", ok, err)
+		}
+		if ok, err := s.Restock(ctx, "n1", "rs1", "k", 3); ok || err != nil {
+			t.Errorf("another call with the id: got %v, %v; want false, nil", ok, err)
+		}
+		if got := level(t, "k").OnHand; got != 13 {
+			t.Errorf("on hand: got %d, want 13 (added once)", got)
+		}
+	})
+
 	t.Run("a rebuild's fence and finish survive lost replies", func(t *testing.T) {
 		var lease string
 		var ok bool
@@ -280,7 +295,7 @@ func TestLostReply(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("BeginRebuild: got %v, %v; want the lease", ok, err)
 		}
-		if err := s.RestoreNode(ctx, "n3", lease, nil, nil); err != nil {
+		if err := s.RestoreNode(ctx, "n3", lease, nil, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := lose(t, func() error { return s.FinishRebuild(ctx, "n3", lease) }); err != nil {
@@ -297,7 +312,7 @@ func TestLostReply(t *testing.T) {
 		}
 		rows := []inventory.StockRow{{Node: "n2", SKU: "g", OnHand: 9}}
 		holds := []inventory.StoredHold{{Hold: inventory.Hold{ID: "x", Node: "n2", Lines: []inventory.Line{{SKU: "g", Qty: 2}}}}}
-		if err := lose(t, func() error { return s.RestoreNode(ctx, "n2", "", rows, holds) }); err != nil {
+		if err := lose(t, func() error { return s.RestoreNode(ctx, "n2", "", rows, holds, nil) }); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.MarkReady(ctx, "n2"); err != nil {

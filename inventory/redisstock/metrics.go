@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"outcome"}),
 		units: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omsd_inventory_units_total",
-			Help: "Units reserved, released, committed (shipped) and expired.",
+			Help: "Units reserved, released, committed (shipped), expired, restored (holds re-added) and restocked (returns).",
 		}, []string{"op"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "omsd_inventory_script_duration_seconds",

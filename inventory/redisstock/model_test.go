@@ -116,6 +116,15 @@ func TestMatchesMemstock(t *testing.T) {
 				n, id := rapid.SampledFrom(nodes).Draw(rt, "node"), rapid.SampledFrom(ids).Draw(rt, "id")
 				same("Confirm", func(s inventory.Rebuildable) string { return outcome(s.Confirm(ctx, n, id)) })
 			},
+			"restock": func(rt *rapid.T) {
+				n, sku := rapid.SampledFrom(nodes).Draw(rt, "node"), rapid.SampledFrom(skus).Draw(rt, "sku")
+				id := rapid.SampledFrom([]string{"r1", "r2", "r3"}).Draw(rt, "restock id")
+				qty := rapid.Int64Range(0, 3).Draw(rt, "qty")
+				same("Restock", func(s inventory.Rebuildable) string {
+					ok, err := s.Restock(ctx, n, id, sku, qty)
+					return fmt.Sprint(ok, " ", outcome(err))
+				})
+			},
 			"sweep": func(rt *rapid.T) {
 				at := base.Add(time.Duration(rapid.IntRange(0, 4).Draw(rt, "minutes")) * time.Minute)
 				same("SweepExpired", func(s inventory.Rebuildable) string {
@@ -139,7 +148,12 @@ func TestMatchesMemstock(t *testing.T) {
 								levels = append(levels, l)
 							}
 						}
-						return fmt.Sprintf("%v %v %v %s", snap.Ready, levels, holds, outcome(err))
+						var restocks []string
+						for id, at := range snap.Restocks {
+							restocks = append(restocks, fmt.Sprint(id, " ", at.UnixMilli()))
+						}
+						slices.Sort(restocks)
+						return fmt.Sprintf("%v %v %v %v %s", snap.Ready, levels, holds, restocks, outcome(err))
 					})
 				}
 			},

@@ -148,8 +148,9 @@ func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapsh
 	var (
 		ready                                     *redis.StringCmd
 		onHand, reserved, safety, holds, versions *redis.MapStringStringCmd
-		deadlines                                 *redis.ZSliceCmd
+		deadlines, restocks                       *redis.ZSliceCmd
 	)
+	cutoff := strconv.FormatInt(s.cfg.Now().Add(-s.cfg.RestockMemory).UnixMilli(), 10)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		ready = p.Get(ctx, k.ready)
 		versions = p.HGetAll(ctx, k.versions)
@@ -158,12 +159,13 @@ func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapsh
 		safety = p.HGetAll(ctx, k.safety)
 		holds = p.HGetAll(ctx, k.holds)
 		deadlines = p.ZRangeWithScores(ctx, k.deadlines, 0, -1)
+		restocks = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: k.restocks, Start: cutoff, Stop: "+inf", ByScore: true})
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return inventory.NodeSnapshot{}, fmt.Errorf("redisstock: snapshot %s: %w", node, err)
 	}
-	snap := inventory.NodeSnapshot{Node: node, Versions: map[string]int64{}}
+	snap := inventory.NodeSnapshot{Node: node, Versions: map[string]int64{}, Restocks: map[string]time.Time{}}
 	if err := ready.Err(); err == nil {
 		snap.Ready, snap.Epoch = true, ready.Val()
 	} else if !errors.Is(err, redis.Nil) {
@@ -190,6 +192,9 @@ func (s *Store) Snapshot(ctx context.Context, node string) (inventory.NodeSnapsh
 			}
 		}
 		snap.Levels = append(snap.Levels, inventory.NewLevel(node, sku, n[0], n[1], n[2]))
+	}
+	for _, z := range restocks.Val() {
+		snap.Restocks[toStr(z.Member)] = time.UnixMilli(int64(z.Score))
 	}
 	due := map[string]time.Time{}
 	for _, z := range deadlines.Val() {
@@ -223,8 +228,10 @@ func sortedSet(m map[string]bool) []string {
 // RestoreNode implements inventory.Rebuildable. It writes the new state to
 // staging keys (unique to this call, expiring after stageTTL if the call
 // dies) in chunks of stageChunk fields, then swaps them in with one script
-// that only renames. Closed-hold markers are left as they are.
-func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inventory.StockRow, holds []inventory.StoredHold) error {
+// that only renames. Closed-hold markers are left as they are; the
+// remembered restock ids are replaced by restocks.
+func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inventory.StockRow, holds []inventory.StoredHold,
+	restocks map[string]time.Time) error {
 	if err := inventory.ValidateNode(node); err != nil {
 		return err
 	}
@@ -270,6 +277,16 @@ func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inve
 			due = append(due, redis.Z{Score: float64(ms), Member: nh.ID})
 		}
 	}
+	applied := make([]redis.Z, 0, len(restocks))
+	for id, at := range restocks {
+		if err := inventory.ValidateRestockID(id); err != nil {
+			return fmt.Errorf("redisstock: restore %s: %w", node, err)
+		}
+		if at.IsZero() {
+			at = now
+		}
+		applied = append(applied, redis.Z{Score: float64(at.UnixMilli()), Member: id})
+	}
 	reserved := make(map[string]any, len(reservedSum))
 	for sku, n := range reservedSum {
 		reserved[sku] = n
@@ -281,8 +298,8 @@ func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inve
 		return err
 	}
 	stage := func(name string) string { return k.tag + ":stage:" + token + ":" + name }
-	live := []string{k.onHand, k.reserved, k.safety, k.holds, k.deadlines}
-	staged := []string{stage("onhand"), stage("reserved"), stage("safety"), stage("holds"), stage("deadlines")}
+	live := []string{k.onHand, k.reserved, k.safety, k.holds, k.deadlines, k.restocks}
+	staged := []string{stage("onhand"), stage("reserved"), stage("safety"), stage("holds"), stage("deadlines"), stage("restocks")}
 	marker, done := stage("marker"), stage("done")
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, marker, "1", stageTTL)
@@ -294,6 +311,9 @@ func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inve
 		for i := 0; i < len(due); i += stageChunk {
 			p.ZAdd(ctx, staged[4], due[i:min(i+stageChunk, len(due))]...)
 		}
+		for i := 0; i < len(applied); i += stageChunk {
+			p.ZAdd(ctx, staged[5], applied[i:min(i+stageChunk, len(applied))]...)
+		}
 		for _, key := range staged {
 			p.PExpire(ctx, key, stageTTL)
 		}
@@ -302,8 +322,7 @@ func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inve
 	if err != nil {
 		return fmt.Errorf("redisstock: restore %s: stage: %w", node, err)
 	}
-	keys := append(append([]string{k.ready}, live...), staged...)
-	keys = append(keys, marker, done, k.lease)
+	keys := append(append([]string{k.ready, marker, done, k.lease}, live...), staged...)
 	cmd, err := run(ctx, s.rdb, s.m, swapScript, keys, stageTTL.Milliseconds(), lease)
 	if err != nil {
 		return fmt.Errorf("redisstock: restore %s: %w", node, err)
@@ -326,7 +345,7 @@ func (s *Store) RestoreNode(ctx context.Context, node, lease string, rows []inve
 	if err := s.rdb.SAdd(ctx, s.nodesKey(), node).Err(); err != nil {
 		return fmt.Errorf("redisstock: restore %s: node set: %w", node, err)
 	}
-	s.cfg.Logger.Info("redisstock: node restored", "node", node, "skus", len(onHand), "holds", len(recs))
+	s.cfg.Logger.Info("redisstock: node restored", "node", node, "skus", len(onHand), "holds", len(recs), "restocks", len(applied))
 	return nil
 }
 

@@ -105,7 +105,7 @@ func setupRedis(b *testing.B, skus, clients int) func(ctx context.Context, sku s
 	for i := range rows {
 		rows[i] = inventory.StockRow{Node: "n1", SKU: fmt.Sprintf("sku-%05d", i), OnHand: 1 << 40}
 	}
-	if err := s.RestoreNode(ctx, "n1", "", rows, nil); err != nil {
+	if err := s.RestoreNode(ctx, "n1", "", rows, nil, nil); err != nil {
 		b.Fatal(err)
 	}
 	if err := s.MarkReady(ctx, "n1"); err != nil {

@@ -36,6 +36,8 @@ var (
 	fenceSrc string
 	//go:embed lua/finish.lua
 	finishSrc string
+	//go:embed lua/restock.lua
+	restockSrc string
 )
 
 // script is a Lua script with the name its latency is recorded under.
@@ -58,10 +60,11 @@ var (
 	repairScript   = newScript("repair", repairSrc)
 	fenceScript    = newScript("fence", fenceSrc)
 	finishScript   = newScript("finish", finishSrc)
+	restockScript  = newScript("restock", restockSrc)
 )
 
 // allScripts are loaded by LoadScripts.
-var allScripts = []*script{reserveScript, closeScript, confirmScript, setStockScript, adjustScript, swapScript, takeScript, giveBackScript, repairScript, fenceScript, finishScript}
+var allScripts = []*script{reserveScript, closeScript, confirmScript, setStockScript, adjustScript, swapScript, takeScript, giveBackScript, repairScript, fenceScript, finishScript, restockScript}
 
 // loadScripts loads every script into the script cache of every master
 // (go-redis's ClusterClient sends SCRIPT LOAD to all of them).

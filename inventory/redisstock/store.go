@@ -24,8 +24,15 @@ type Config struct {
 	// ClosedTTL is how long a closed hold's id is remembered, so that a late
 	// repeat answers ErrHoldClosed instead of reserving again; default 7 days.
 	ClosedTTL time.Duration
+	// RestockMemory is how long an applied restock id is remembered (a
+	// repeat of it meanwhile adds nothing; see inventory.Restocker);
+	// default inventory.RestockMemory (1 hour). It must exceed
+	// inventory.RestockWindow, the span of the ledger's restocks compared
+	// with it, by a wide margin: at least twice.
+	RestockMemory time.Duration
 	// Now is the clock for hold creation times (the reconciliation's grace
-	// period) and for the end of promotions; default time.Now.
+	// period), for the restock memory and for the end of promotions;
+	// default time.Now.
 	Now func() time.Time
 	// Logger gets operational events (sweeps, restores), never customer
 	// data; default discards.
@@ -40,6 +47,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ClosedTTL == 0 {
 		c.ClosedTTL = 7 * 24 * time.Hour
+	}
+	if c.RestockMemory == 0 {
+		c.RestockMemory = inventory.RestockMemory
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -57,6 +67,10 @@ func (c Config) Validate() error {
 	if c.ClosedTTL < time.Millisecond {
 		return fmt.Errorf("redisstock: closed TTL %v below 1ms: %w", c.ClosedTTL, inventory.ErrInvalid)
 	}
+	if c.RestockMemory < 2*inventory.RestockWindow {
+		return fmt.Errorf("redisstock: restock memory %v below twice the ledger's restock window %v: %w",
+			c.RestockMemory, inventory.RestockWindow, inventory.ErrInvalid)
+	}
 	return nil
 }
 
@@ -72,6 +86,7 @@ type Store struct {
 var (
 	_ inventory.Store       = (*Store)(nil)
 	_ inventory.Rebuildable = (*Store)(nil)
+	_ inventory.Restocker   = (*Store)(nil)
 )
 
 // New returns a Store on rdb: a *redis.Client or a *redis.ClusterClient run
@@ -99,7 +114,7 @@ func (s *Store) LoadScripts(ctx context.Context) error { return loadScripts(ctx,
 type nodeKeys struct {
 	tag                                               string
 	ready, onHand, reserved, safety, holds, deadlines string
-	lease, versions                                   string
+	lease, versions, restocks                         string
 }
 
 func (s *Store) keys(node string) nodeKeys {
@@ -114,6 +129,7 @@ func (s *Store) keys(node string) nodeKeys {
 		deadlines: tag + ":deadlines",
 		lease:     tag + ":rebuild",
 		versions:  tag + ":stockver",
+		restocks:  tag + ":restocks",
 	}
 }
 
@@ -209,6 +225,42 @@ func (s *Store) SetStock(ctx context.Context, node, sku string, onHand, safety i
 		return inventory.NewLevel(node, sku, n[0], n[1], n[2]), nil
 	}
 	return inventory.Level{}, fmt.Errorf("redisstock: set stock: unexpected reply %q", tag)
+}
+
+// Restock implements inventory.Restocker with one script: on hand and the
+// node's sorted set of applied restock ids ({P:N}:restocks, member the id,
+// score when applied by Config.Now in ms), pruned of ids older than
+// RestockMemory on each call. Each call carries a one-time token, so a
+// go-redis retry after a lost reply answers true again.
+func (s *Store) Restock(ctx context.Context, node, id, sku string, qty int64) (bool, error) {
+	if err := inventory.ValidateRestock(node, id, sku, qty); err != nil {
+		return false, err
+	}
+	token, err := randomToken()
+	if err != nil {
+		return false, err
+	}
+	now := s.cfg.Now()
+	k := s.keys(node)
+	cmd, err := run(ctx, s.rdb, s.m, restockScript, []string{k.ready, k.onHand, k.restocks, k.tag + ":restock:" + token},
+		id, sku, qty, now.UnixMilli(), now.Add(-s.cfg.RestockMemory).UnixMilli(), stageTTL.Milliseconds())
+	if err != nil {
+		return false, err
+	}
+	tag, _, err := reply(cmd)
+	if err != nil {
+		return false, err
+	}
+	switch tag {
+	case "ok":
+		s.m.addUnits("restocked", qty)
+		return true, nil
+	case "dup":
+		return false, nil
+	case "notready":
+		return false, notReady(node)
+	}
+	return false, fmt.Errorf("redisstock: restock: unexpected reply %q", tag)
 }
 
 // Reserve implements inventory.Store.

@@ -96,6 +96,9 @@ func TestNotReadyWritesNothing(t *testing.T) {
 	if _, err := s.Commit(ctx, "n1", "h1"); !errors.Is(err, inventory.ErrNotReady) {
 		t.Fatalf("Commit: got %v, want ErrNotReady", err)
 	}
+	if _, err := s.Restock(ctx, "n1", "r1", "a", 2); !errors.Is(err, inventory.ErrNotReady) {
+		t.Fatalf("Restock: got %v, want ErrNotReady", err)
+	}
 	if n := rdb.DBSize(ctx).Val(); n != 0 {
 		keys := rdb.Keys(ctx, "*").Val()
 		t.Errorf("after refused writes: %d keys %v, want none", n, keys)
@@ -218,4 +221,50 @@ func TestLimits(t *testing.T) {
 			t.Errorf("TTL of the counter: got %v, want about 1h", ttl)
 		}
 	})
+}
+
+// TestRestockMemory: applied restock ids live in the node's sorted set,
+// scored by the store's clock, and each call prunes the ids older than the
+// memory, so that the set stays bounded; the snapshot shows only ids
+// within the memory.
+func TestRestockMemory(t *testing.T) {
+	ctx := context.Background()
+	rdb := newClient(t, stacktest.NewRedis(t).Addr())
+	if _, err := redisstock.New(rdb, redisstock.Config{RestockMemory: inventory.RestockWindow}); !errors.Is(err, inventory.ErrInvalid) {
+		t.Errorf("a restock memory not well above the ledger window: got %v, want ErrInvalid", err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	s := newStore(t, rdb, redisstock.Config{Prefix: "rm", Now: func() time.Time { return now }})
+	if err := s.MarkReady(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if ok, err := s.Restock(ctx, "n1", id, "a", 1); !ok || err != nil {
+			t.Fatalf("Restock %s: %v, %v", id, ok, err)
+		}
+	}
+	key := "{rm:n1}:restocks"
+	if n := rdb.ZCard(ctx, key).Val(); n != 2 {
+		t.Fatalf("restock ids in %s: got %d, want 2", key, n)
+	}
+	if score := rdb.ZScore(ctx, key, "r1").Val(); int64(score) != now.UnixMilli() {
+		t.Errorf("score of r1: got %v, want %d (the store's clock in ms)", score, now.UnixMilli())
+	}
+	now = now.Add(inventory.RestockMemory + time.Second)
+	if snap, err := s.Snapshot(ctx, "n1"); err != nil || len(snap.Restocks) != 0 {
+		t.Errorf("snapshot past the memory: got %v, %v; want no ids", snap.Restocks, err)
+	}
+	if ok, err := s.Restock(ctx, "n1", "r3", "a", 1); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if got := rdb.ZRange(ctx, key, 0, -1).Val(); len(got) != 1 || got[0] != "r3" {
+		t.Errorf("restock ids after a call past the memory: got %v, want [r3] (the old ones pruned)", got)
+	}
+	snap, err := s.Snapshot(ctx, "n1")
+	if err != nil || len(snap.Restocks) != 1 || !snap.Restocks["r3"].Equal(time.UnixMilli(now.UnixMilli())) {
+		t.Errorf("snapshot: got %v, %v; want r3 at %v", snap.Restocks, err, now)
+	}
+	if ls, _ := s.Levels(ctx, []inventory.Key{{Node: "n1", SKU: "a"}}); ls[0].OnHand != 3 {
+		t.Errorf("on hand: got %d, want 3", ls[0].OnHand)
+	}
 }

@@ -17,6 +17,16 @@ type Ledger struct {
 	stock map[inventory.Key]inventory.StockRow
 	holds map[inventory.Key]inventory.Hold // Key{Node, hold id}
 	fates map[inventory.HoldRef]inventory.HoldState
+	// restocks are every restock booked, in order.
+	restocks []inventory.Restock
+	// Now is the ledger's clock (restock times and State's restock
+	// window); nil means time.Now. Set it before use.
+	Now func() time.Time
+	// BeforeState, when set, runs at the start of each State read, before
+	// it takes its snapshot (outside the ledger's lock): a test commits
+	// there what reaches SQL between a reconciliation's store snapshot and
+	// its ledger read.
+	BeforeState func()
 	// AfterState, when set, runs after each State read has taken its
 	// snapshot and before it returns (outside the ledger's lock): a test
 	// commits there what reaches SQL just after a rebuild's or a
@@ -94,6 +104,47 @@ func (l *Ledger) CommitHold(node, id string) {
 	}
 }
 
+// Restock records a restock as the return's SQL transaction books it: on
+// hand of (node, sku) up by qty and a restock row with the ledger's time.
+// An id already booked is ignored (ids are single-use; the SQL ref is
+// written once per restock).
+func (l *Ledger) Restock(node, id, sku string, qty int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.restocks {
+		if r.ID == id {
+			return
+		}
+	}
+	l.nodes[node] = true
+	k := inventory.Key{Node: node, SKU: sku}
+	row := l.stock[k]
+	row.Node, row.SKU = node, sku
+	row.OnHand += qty
+	l.stock[k] = row
+	l.restocks = append(l.restocks, inventory.Restock{ID: id, Node: node, SKU: sku, Qty: qty, At: l.now()})
+}
+
+func (l *Ledger) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// restocksLocked are the restocks of the last RestockWindow, as
+// pgstore's State reads them.
+func (l *Ledger) restocksLocked() []inventory.Restock {
+	cutoff := l.now().Add(-inventory.RestockWindow)
+	var out []inventory.Restock
+	for _, r := range l.restocks {
+		if r.At.After(cutoff) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // ConfirmHold records a hold paid: its deadline goes.
 func (l *Ledger) ConfirmHold(node, id string) {
 	l.mu.Lock()
@@ -120,7 +171,13 @@ func (l *Ledger) Nodes(context.Context) ([]string, error) {
 // State implements inventory.Ledger.
 func (l *Ledger) State(ctx context.Context) (inventory.LedgerState, error) {
 	l.mu.Lock()
-	st := inventory.LedgerState{Stock: l.stockLocked(), Holds: l.openLocked()}
+	before := l.BeforeState
+	l.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	l.mu.Lock()
+	st := inventory.LedgerState{Stock: l.stockLocked(), Holds: l.openLocked(), Restocks: l.restocksLocked()}
 	after := l.AfterState
 	l.mu.Unlock()
 	if after != nil {
@@ -240,6 +297,17 @@ func (m Mirror) Confirm(ctx context.Context, node, id string) error {
 		m.Ledger.ConfirmHold(node, id)
 	}
 	return err
+}
+
+// Restock books the restock in the ledger, then applies it to the store
+// (which must implement inventory.Restocker), as the return's transaction
+// commits before omsd tells the store.
+func (m Mirror) Restock(ctx context.Context, node, id, sku string, qty int64) (bool, error) {
+	if err := inventory.ValidateRestock(node, id, sku, qty); err != nil {
+		return false, err
+	}
+	m.Ledger.Restock(node, id, sku, qty)
+	return m.Store.(inventory.Restocker).Restock(ctx, node, id, sku, qty)
 }
 
 // SweepExpired records the expiries.

@@ -160,6 +160,14 @@ var storeTests = []struct {
 	{"owner heartbeats expire and dead owners can be forgotten", testOwnersExpireAndAreForgotten},
 	{"holds keep their owner through snapshots and rebuilds", testHoldsKeepTheirOwner},
 	{"reconcile releases a dead owner's uncommitted holds at once and nothing else", testReconcileReleasesDeadOwnersHolds},
+	{"restock adds to on hand once per id", testRestockOnce},
+	{"concurrent restocks of one id add once", testConcurrentRestocks},
+	{"restock on a node that is not ready fails and writes nothing", testRestockNotReady},
+	{"restocks racing with reservations never let reserved pass on hand", testRestockRaceWithReserves},
+	{"a rebuild that includes a restock makes a later restock of its id a no-op", testRebuildRemembersRestocks},
+	{"reconcile applies an owed restock exactly once and reports it", testReconcileOwedRestock},
+	{"reconcile with the restock already applied reports and repairs nothing", testReconcileAppliedRestock},
+	{"restocks landing around the reconciliation's reads are never counted twice", testReconcileRestockRaces},
 }
 
 func testUnknownKeys(h *harness) {
@@ -789,7 +797,7 @@ func testSnapshotRestore(h *harness) {
 		h.t.Fatal(err)
 	}
 	rows = append(rows, inventory.StockRow{Node: "elsewhere", SKU: "zzz", OnHand: 1})
-	if err := h.rb.RestoreNode(h.ctx, n, "", rows, holds); err != nil {
+	if err := h.rb.RestoreNode(h.ctx, n, "", rows, holds, before.Restocks); err != nil {
 		h.t.Fatalf("RestoreNode: %v", err)
 	}
 	if ok, _ := h.rb.Ready(h.ctx, n); ok {
@@ -838,7 +846,7 @@ func testRestoreRefusesReady(h *harness) {
 	n := h.nodes[0]
 	h.ready(n)
 	h.set(n, "a", 10, 0)
-	err := h.rb.RestoreNode(h.ctx, n, "", nil, nil)
+	err := h.rb.RestoreNode(h.ctx, n, "", nil, nil, nil)
 	if err == nil {
 		h.t.Errorf("RestoreNode of a ready node: got nil, want an error")
 	}
@@ -896,7 +904,7 @@ func testRebuild(h *harness) {
 		if err := h.rb.MarkNotReady(h.ctx, n); err != nil {
 			h.t.Fatal(err)
 		}
-		if err := h.rb.RestoreNode(h.ctx, n, "", nil, nil); err != nil {
+		if err := h.rb.RestoreNode(h.ctx, n, "", nil, nil, nil); err != nil {
 			h.t.Fatal(err)
 		}
 		wantErr(h.t, "reserve before the rebuild", h.reserve("new", n, time.Time{}, line("sku-0", 1)), inventory.ErrNotReady)
@@ -961,7 +969,11 @@ func (h *harness) reconciler(l *Ledger, skew time.Duration) *inventory.Reconcile
 func kinds(rep inventory.ReconcileReport) []string {
 	var out []string
 	for _, d := range rep.Drifts {
-		out = append(out, fmt.Sprintf("%s %s%s repaired=%v", d.Kind, d.SKU, d.HoldID, d.Repaired))
+		what := d.SKU + d.HoldID
+		if d.RestockID != "" {
+			what = d.SKU + "/" + d.RestockID
+		}
+		out = append(out, fmt.Sprintf("%s %s repaired=%v", d.Kind, what, d.Repaired))
 	}
 	sort.Strings(out)
 	return out
@@ -1116,7 +1128,7 @@ func (h *harness) wipe(node string) {
 	if err := h.rb.MarkNotReady(h.ctx, node); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.rb.RestoreNode(h.ctx, node, "", nil, nil); err != nil {
+	if err := h.rb.RestoreNode(h.ctx, node, "", nil, nil, nil); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -1429,13 +1441,13 @@ func testRebuildLease(h *harness) {
 	}
 	rows := []inventory.StockRow{{Node: n, SKU: "a", OnHand: 7}}
 	for _, other := range []string{"", "not-the-lease"} {
-		wantErr(h.t, fmt.Sprintf("restore with lease %q", other), h.rb.RestoreNode(h.ctx, n, other, rows, nil), inventory.ErrLeaseLost)
+		wantErr(h.t, fmt.Sprintf("restore with lease %q", other), h.rb.RestoreNode(h.ctx, n, other, rows, nil, nil), inventory.ErrLeaseLost)
 		wantErr(h.t, fmt.Sprintf("finish with lease %q", other), h.rb.FinishRebuild(h.ctx, n, other), inventory.ErrLeaseLost)
 	}
 	if ready, _ := h.rb.Ready(h.ctx, n); ready {
 		h.t.Errorf("a refused finish made the node ready")
 	}
-	if err := h.rb.RestoreNode(h.ctx, n, lease, rows, nil); err != nil {
+	if err := h.rb.RestoreNode(h.ctx, n, lease, rows, nil, nil); err != nil {
 		h.t.Fatalf("restore with the lease: %v", err)
 	}
 	if err := h.rb.FinishRebuild(h.ctx, n, lease); err != nil {

@@ -19,11 +19,13 @@ type querier interface {
 // openStatuses are the shipment statuses whose hold is open in Redis.
 const openStatuses = `('pending', 'requested', 'acknowledged', 'cancel_requested')`
 
-// State returns the stock rows and the open holds in one read-only
-// transaction (inventory.Ledger), so that a shipment booked meanwhile is
-// on both sides (on hand lowered, hold gone) or on neither. At REPEATABLE
-// READ on PostgreSQL both queries see one snapshot; CockroachDB runs every
-// transaction serializable.
+// State returns the stock rows, the open holds and the restocks of the
+// last inventory.RestockWindow in one read-only transaction
+// (inventory.Ledger), so that a shipment booked meanwhile is on both sides
+// (on hand lowered, hold gone) or on neither, and a restock booked
+// meanwhile is in the stock rows exactly when it is in the list. At
+// REPEATABLE READ on PostgreSQL every query sees one snapshot; CockroachDB
+// runs every transaction serializable.
 func (s *Store) State(ctx context.Context) (inventory.LedgerState, error) {
 	var st inventory.LedgerState
 	err := s.TxWith(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
@@ -31,7 +33,10 @@ func (s *Store) State(ctx context.Context) (inventory.LedgerState, error) {
 		if st.Stock, err = readStock(ctx, tx); err != nil {
 			return err
 		}
-		st.Holds, err = readOpenHolds(ctx, tx)
+		if st.Holds, err = readOpenHolds(ctx, tx); err != nil {
+			return err
+		}
+		st.Restocks, err = readRestocks(ctx, tx)
 		return err
 	})
 	if err != nil {
@@ -113,6 +118,36 @@ func readStock(ctx context.Context, q querier) ([]inventory.StockRow, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// restockWindowSQL is inventory.RestockWindow as an SQL interval literal,
+// accepted by PostgreSQL and CockroachDB alike.
+var restockWindowSQL = fmt.Sprintf("INTERVAL '%d seconds'", int64(inventory.RestockWindow/time.Second))
+
+// readRestocks reads the restocks (stock_ledger rows of kind 'return',
+// written by the return's transaction with ref = the restock id) booked
+// within the window, by the database's clock; the partial index
+// stock_ledger_restocks (migration 0008) serves it.
+func readRestocks(ctx context.Context, q querier) ([]inventory.Restock, error) {
+	rows, err := q.Query(ctx, `SELECT ref, node_id, sku, qty, at FROM stock_ledger
+		WHERE kind = 'return' AND at > now() - `+restockWindowSQL+`
+		ORDER BY at, ref`)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: restocks: %w", err)
+	}
+	defer rows.Close()
+	var out []inventory.Restock
+	for rows.Next() {
+		var r inventory.Restock
+		if err := rows.Scan(&r.ID, &r.Node, &r.SKU, &r.Qty, &r.At); err != nil {
+			return nil, fmt.Errorf("pgstore: restocks: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: restocks: %w", err)
+	}
+	return out, nil
 }
 
 // OpenHolds returns the inventory holds of every open shipment: what Redis

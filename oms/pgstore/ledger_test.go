@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -108,5 +109,60 @@ func TestHoldStatesManyIDs(t *testing.T) {
 	}
 	if len(got) != 1 || got[inventory.HoldRef{Node: "WH-1", ID: sid}] != inventory.HoldOpen {
 		t.Errorf("HoldStates of %d ids: got %v, want only %s open", len(ask), got, sid)
+	}
+}
+
+// TestLedgerStateListsRecentRestocks: State lists the restocks (stock_ledger
+// rows of kind 'return', ref = the restock id) of the last
+// inventory.RestockWindow by the database's clock, read in the same
+// transaction as the stock rows that already count them; older restocks
+// and other kinds of rows are left out.
+func TestLedgerStateListsRecentRestocks(t *testing.T) {
+	s := migrated(t)
+	ctx := context.Background()
+	if err := s.SetStock(ctx, "WH-1", "SKU-1", 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	recent, old := uuid.NewString(), uuid.NewString()
+	// What a return's transaction writes: on hand up, and its ledger row.
+	for _, r := range []struct {
+		ref string
+		qty int64
+		ago string
+	}{{recent, 2, "1 second"}, {old, 3, "11 minutes"}} {
+		if _, err := s.pool.Exec(ctx, `UPDATE stock SET on_hand = on_hand + $1 WHERE node_id = 'WH-1' AND sku = 'SKU-1'`, r.qty); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.pool.Exec(ctx, `INSERT INTO stock_ledger (id, node_id, sku, kind, qty, on_hand_after, ref, at)
+			VALUES ($1, 'WH-1', 'SKU-1', 'return', $2, 0, $3, now() - $4::INTERVAL)`, uuid.New(), r.qty, r.ref, r.ago); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shipped := storeOrder(t, s, "WH-1", "SKU-1", 1).Shipments[0].ID
+	oid, err := s.ShipmentOrder(ctx, shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.ApplyEvent(ctx, "ev-ship", oid, shipFn(shipped)); err != nil || !ok {
+		t.Fatalf("ship: %v, %v", ok, err)
+	}
+
+	st, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Stock) != 1 || st.Stock[0].OnHand != 14 {
+		t.Errorf("state stock: got %+v, want on hand 14 (10 + 2 + 3 returned - 1 shipped)", st.Stock)
+	}
+	if len(st.Restocks) != 1 {
+		t.Fatalf("state restocks: got %+v, want only the recent one", st.Restocks)
+	}
+	got := st.Restocks[0]
+	if got.ID != recent || got.Node != "WH-1" || got.SKU != "SKU-1" || got.Qty != 2 || time.Since(got.At) > time.Minute || time.Since(got.At) < 0 {
+		t.Errorf("state restock: got %+v, want %s: 2 of SKU-1 at WH-1, booked a second ago", got, recent)
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'stock_ledger_restocks'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("index stock_ledger_restocks: got %d, %v; want it created by migration 0008", n, err)
 	}
 }
