@@ -36,6 +36,8 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	withSim := fs.Bool("wms-sim", true, "run the warehouse simulator on the stack's broker")
 	shipAfter := fs.Duration("wms.ship-after", 2*time.Second, "simulated time from shipment request to shipment")
 	shortPick := fs.Float64("wms.short-pick-share", 0.02, "share of shipments the simulator short-picks (re-sourced by omsd)")
+	receiveAfter := fs.Duration("wms.receive-after", 2*time.Second, "simulated time from return.expected to return.received")
+	damaged := fs.Float64("wms.return-damaged-share", 0.2, "share of returned units the simulator receives damaged")
 	var dc demoConfig
 	fs.Float64Var(&dc.Rate, "demo.rate", 400, "peak offered rate of the demo's flash sale, orders/s (default: a rate a 2-core box of the reference kind carries at p99 <= 100 ms with the warehouse simulator running; the ramp of make bench finds the highest one on this box)")
 	fs.DurationVar(&dc.Duration, "demo.duration", 40*time.Second, "length of the demo's flash sale")
@@ -150,9 +152,11 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	simDone := make(chan error, 1)
 	if *withSim {
 		go func() {
-			simDone <- wmssim.Run(runCtx, wmssim.Config{Brokers: stack.Brokers(), ShipAfter: *shipAfter, ShortPickShare: *shortPick, Logger: log})
+			simDone <- wmssim.Run(runCtx, wmssim.Config{Brokers: stack.Brokers(), ShipAfter: *shipAfter, ShortPickShare: *shortPick,
+				ReceiveAfter: *receiveAfter, DamagedShare: *damaged, Logger: log})
 		}()
-		fmt.Fprintf(stdout, "omsd dev: warehouse simulator ships every request after %s (short-picks %.0f%%)\n", *shipAfter, *shortPick*100)
+		fmt.Fprintf(stdout, "omsd dev: warehouse simulator ships every request after %s (short-picks %.0f%%), receives returns after %s (%.0f%% damaged)\n",
+			*shipAfter, *shortPick*100, *receiveAfter, *damaged*100)
 	} else {
 		simDone <- nil
 	}

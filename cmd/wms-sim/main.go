@@ -47,7 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	nodes := fs.String("nodes", "", "comma-separated node ids to serve; empty serves every node")
 	shipAfter := fs.Duration("ship-after", 2*time.Second, "time from request to shipment")
 	share := fs.Float64("short-pick-share", 0, "share of shipments short-picked (rejected), 0 to 1")
-	seed := fs.Int64("seed", 1, "seed of the short-pick choice")
+	receiveAfter := fs.Duration("receive-after", 0, "time from return.expected to return.received; 0 = ship-after")
+	damaged := fs.Float64("return-damaged-share", 0.2, "share of returned units received damaged, 0 to 1")
+	seed := fs.Int64("seed", 1, "seed of the short-pick and damaged choices")
 	group := fs.String("group", "wms-sim", "consumer group of oms.shipments")
 	level := fs.String("log.level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Brokers:        strings.Split(*brokers, ","),
 		ShipAfter:      *shipAfter,
 		ShortPickShare: *share,
+		ReceiveAfter:   *receiveAfter,
+		DamagedShare:   *damaged,
 		Seed:           *seed,
 		Group:          *group,
 		Logger:         slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})),

@@ -10,7 +10,10 @@
 // instead (shipment.rejected, reason "short-pick"). A
 // shipment.cancel_requested that arrives before the shipment shipped is
 // honoured (shipment.cancelled); one that arrives later is refused
-// (shipment.cancel_refused, with the tracking number).
+// (shipment.cancel_refused, with the tracking number). A return.expected
+// is acknowledged at once and received after ReceiveAfter, every expected
+// unit, a share of them (DamagedShare, by a hash of seed, return, SKU and
+// unit) damaged.
 //
 // Its event ids are stable per (shipment, event type): a request delivered
 // twice, or a simulator restarted on the same topic, answers with the same
@@ -29,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -50,6 +54,12 @@ type Config struct {
 	ShortPickShare float64
 	// Seed chooses which shipments are short-picked.
 	Seed int64
+	// ReceiveAfter is the time from return.expected to return.received;
+	// 0 means ShipAfter.
+	ReceiveAfter time.Duration
+	// DamagedShare is the share of returned units received damaged (0 to
+	// 1), chosen per unit by a hash of the seed, the return and the SKU.
+	DamagedShare float64
 	// Group is the consumer group; default "wms-sim". Simulators that serve
 	// different nodes need different groups (each reads every partition).
 	Group string
@@ -71,13 +81,21 @@ type shipment struct {
 	timer    *time.Timer
 }
 
+// returned is a return the simulator expects or has received.
+type returned struct {
+	received bool
+	lines    []oms.ReceivedLine
+	timer    *time.Timer
+}
+
 type sim struct {
 	cfg Config
 	w   *kafka.Writer
 	log *slog.Logger
 
-	mu    sync.Mutex
-	ships map[string]*shipment
+	mu      sync.Mutex
+	ships   map[string]*shipment
+	returns map[string]*returned
 	// late receives shipped events of the ship timers.
 	late chan oms.WMSEvent
 	done <-chan struct{}
@@ -122,12 +140,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ShortPickShare < 0 || cfg.ShortPickShare > 1 {
 		return fmt.Errorf("wmssim: short-pick share %v outside [0, 1]", cfg.ShortPickShare)
 	}
+	if cfg.DamagedShare < 0 || cfg.DamagedShare > 1 {
+		return fmt.Errorf("wmssim: damaged share %v outside [0, 1]", cfg.DamagedShare)
+	}
+	if cfg.ReceiveAfter <= 0 {
+		cfg.ReceiveAfter = cfg.ShipAfter
+	}
 	w, err := kafkabus.NewWriter(kafkabus.WriterConfig{Brokers: cfg.Brokers, Topic: oms.TopicWMSEvents})
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	s := &sim{cfg: cfg, w: w, log: cfg.Logger, ships: map[string]*shipment{}, late: make(chan oms.WMSEvent, 4096)}
+	s := &sim{cfg: cfg, w: w, log: cfg.Logger, ships: map[string]*shipment{}, returns: map[string]*returned{}, late: make(chan oms.WMSEvent, 4096)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.done = ctx.Done()
@@ -142,6 +166,11 @@ func Run(ctx context.Context, cfg Config) error {
 		for _, sh := range s.ships {
 			if sh.timer != nil {
 				sh.timer.Stop()
+			}
+		}
+		for _, r := range s.returns {
+			if r.timer != nil {
+				r.timer.Stop()
 			}
 		}
 		s.mu.Unlock()
@@ -226,9 +255,14 @@ func (s *sim) consume(ctx context.Context) error {
 	}
 }
 
+// message is an answer on wms.events: keyed by shipment, or by return.
 func message(ev oms.WMSEvent) kafka.Message {
 	b, _ := json.Marshal(ev)
-	return kafka.Message{Key: []byte(ev.ShipmentID), Value: b}
+	key := ev.ShipmentID
+	if ev.ReturnID != "" {
+		key = ev.ReturnID
+	}
+	return kafka.Message{Key: []byte(key), Value: b}
 }
 
 func (s *sim) event(id string, typ oms.EventType) oms.WMSEvent {
@@ -237,6 +271,12 @@ func (s *sim) event(id string, typ oms.EventType) oms.WMSEvent {
 
 // handle decides the answers to one request.
 func (s *sim) handle(m kafka.Message) []oms.WMSEvent {
+	var kind struct {
+		Type oms.EventType `json:"type"`
+	}
+	if err := json.Unmarshal(m.Value, &kind); err == nil && kind.Type == oms.EventReturnExpected {
+		return s.expect(m)
+	}
 	var req oms.ShipmentEvent
 	if err := json.Unmarshal(m.Value, &req); err != nil || req.ShipmentID == "" {
 		s.log.Warn("wms-sim: malformed shipment message skipped", "offset", m.Offset, "err", err)
@@ -356,5 +396,80 @@ func (s *sim) shipper(ctx context.Context) {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
+	}
+}
+
+// Damaged reports whether the simulator with this seed and share receives
+// unit n of sku in a return damaged.
+func Damaged(seed int64, share float64, returnID, sku string, n int64) bool {
+	return ShortPicked(seed, share, returnID+"\x00"+sku+"\x00"+strconv.FormatInt(n, 10))
+}
+
+// expect answers a return.expected of a node it serves: acknowledged at
+// once, received after ReceiveAfter with every expected unit, a share of
+// them damaged. A redelivery answers again what was answered (same ids).
+func (s *sim) expect(m kafka.Message) []oms.WMSEvent {
+	var req oms.ReturnExpectedEvent
+	if err := json.Unmarshal(m.Value, &req); err != nil || req.ReturnID == "" {
+		s.log.Warn("wms-sim: malformed return message skipped", "offset", m.Offset, "err", err)
+		return nil
+	}
+	if len(s.cfg.Nodes) > 0 && !slices.Contains(s.cfg.Nodes, req.NodeID) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := req.ReturnID
+	ack := oms.WMSEvent{EventID: EventID(id, oms.WMSReturnAcknowledged), Type: oms.WMSReturnAcknowledged, ReturnID: id, OccurredAt: time.Now().UTC()}
+	if r := s.returns[id]; r != nil {
+		if r.received {
+			return []oms.WMSEvent{ack, s.receipt(id, r.lines)}
+		}
+		return []oms.WMSEvent{ack}
+	}
+	var lines []oms.ReceivedLine
+	for _, l := range req.Lines {
+		var damaged int64
+		for n := range l.Qty {
+			if Damaged(s.cfg.Seed, s.cfg.DamagedShare, id, l.SKU, n) {
+				damaged++
+			}
+		}
+		if l.Qty > damaged {
+			lines = append(lines, oms.ReceivedLine{SKU: l.SKU, Qty: l.Qty - damaged, Condition: oms.ConditionSellable})
+		}
+		if damaged > 0 {
+			lines = append(lines, oms.ReceivedLine{SKU: l.SKU, Qty: damaged, Condition: oms.ConditionDamaged})
+		}
+	}
+	r := &returned{lines: lines}
+	s.returns[id] = r
+	if s.cfg.ReceiveAfter <= 0 {
+		r.received = true
+		return []oms.WMSEvent{ack, s.receipt(id, lines)}
+	}
+	r.timer = time.AfterFunc(s.cfg.ReceiveAfter, func() { s.receiveNow(id) })
+	return []oms.WMSEvent{ack}
+}
+
+func (s *sim) receipt(id string, lines []oms.ReceivedLine) oms.WMSEvent {
+	return oms.WMSEvent{EventID: EventID(id, oms.WMSReturnReceived), Type: oms.WMSReturnReceived, ReturnID: id,
+		Lines: lines, OccurredAt: time.Now().UTC()}
+}
+
+// receiveNow sends the receipt of a return whose time has come.
+func (s *sim) receiveNow(id string) {
+	s.mu.Lock()
+	r := s.returns[id]
+	if r == nil || r.received {
+		s.mu.Unlock()
+		return
+	}
+	r.received = true
+	ev := s.receipt(id, r.lines)
+	s.mu.Unlock()
+	select {
+	case s.late <- ev:
+	case <-s.done:
 	}
 }

@@ -57,7 +57,7 @@ func (c *collector) run(ctx context.Context, brokers []string) {
 			return
 		}
 		var ev oms.WMSEvent
-		if json.Unmarshal(m.Value, &ev) == nil && string(m.Key) == ev.ShipmentID {
+		if json.Unmarshal(m.Value, &ev) == nil && (string(m.Key) == ev.ShipmentID || string(m.Key) == ev.ReturnID) {
 			c.mu.Lock()
 			c.evs = append(c.evs, ev)
 			c.mu.Unlock()
@@ -70,7 +70,7 @@ func (c *collector) of(shipment string, typ oms.EventType) []oms.WMSEvent {
 	defer c.mu.Unlock()
 	var out []oms.WMSEvent
 	for _, ev := range c.evs {
-		if ev.ShipmentID == shipment && (typ == "" || ev.Type == typ) {
+		if (ev.ShipmentID == shipment || ev.ReturnID == shipment) && (typ == "" || ev.Type == typ) {
 			out = append(out, ev)
 		}
 	}
@@ -164,5 +164,72 @@ func TestSimulatorAnswersLikeAWarehouse(t *testing.T) {
 	}
 	if n := len(col.of(other, "")); n != 0 {
 		t.Errorf("a shipment of a node not served was answered")
+	}
+}
+
+func TestSimulatorReceivesReturns(t *testing.T) {
+	brokers := stacktest.NewKafka(t).Brokers()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := wmssim.Run(ctx, wmssim.Config{Brokers: brokers, Nodes: []string{"N1"}, ReceiveAfter: 300 * time.Millisecond,
+			DamagedShare: 0.5, Seed: 3, Group: "sim-ret"}); err != nil {
+			t.Errorf("sim: %v", err)
+		}
+	}()
+	col := &collector{}
+	wg.Add(1)
+	go func() { defer wg.Done(); col.run(ctx, brokers) }()
+	w, err := kafkabus.NewWriter(kafkabus.WriterConfig{Brokers: brokers, Topic: oms.TopicShipments})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	expected := func(ret, node string) kafka.Message {
+		b, _ := json.Marshal(oms.ReturnExpectedEvent{EventID: uuid.NewString(), Type: oms.EventReturnExpected, ReturnID: ret, OrderID: uuid.NewString(),
+			NodeID: node, Lines: []oms.ShipLine{{SKU: "A", Qty: 40}, {SKU: "B", Qty: 1}}})
+		return kafka.Message{Key: []byte(node), Value: b}
+	}
+	ret, other := uuid.NewString(), uuid.NewString()
+	if err := w.WriteMessages(ctx, expected(ret, "N1"), expected(other, "N9"), expected(ret, "N1")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(col.of(ret, oms.WMSReturnReceived)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no receipt after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if acks := col.of(ret, oms.WMSReturnAcknowledged); len(acks) != 2 || acks[0].EventID != acks[1].EventID || acks[0].EventID != wmssim.EventID(ret, oms.WMSReturnAcknowledged) {
+		t.Errorf("got acknowledgements %+v, want two under the stable id", acks)
+	}
+	rcv := col.of(ret, oms.WMSReturnReceived)
+	if len(rcv) != 1 || rcv[0].EventID != wmssim.EventID(ret, oms.WMSReturnReceived) {
+		t.Fatalf("got receipts %+v, want one under the stable id", rcv)
+	}
+	units := map[string]int64{}
+	var damaged int64
+	for _, l := range rcv[0].Lines {
+		units[l.SKU] += l.Qty
+		if l.Condition == oms.ConditionDamaged {
+			damaged += l.Qty
+		}
+	}
+	if units["A"] != 40 || units["B"] != 1 {
+		t.Errorf("got %v, want every expected unit received", units)
+	}
+	if damaged < 8 || damaged > 32 {
+		t.Errorf("got %d of 41 damaged at share 0.5", damaged)
+	}
+	if err := oms.ValidateWMSEvent(rcv[0]); err != nil {
+		t.Errorf("the receipt is not a valid warehouse event: %v", err)
+	}
+	if n := len(col.of(other, "")); n != 0 {
+		t.Errorf("a return to a node not served was answered")
 	}
 }
