@@ -58,6 +58,11 @@ type AuditInput struct {
 	// GaveUp are the orders whose client gave up (every attempt failed),
 	// as looked up by external id after the run.
 	GaveUp []GaveUpOrder
+	// Returns are the run's returns as read after it; ReturnEvents is
+	// oms.returns read to its end (ReturnEventsRead false: not read).
+	Returns          []ReturnRecord
+	ReturnEvents     []ReturnEvent
+	ReturnEventsRead bool
 }
 
 // GaveUpOrder is an order whose client gave up, looked up by external id.
@@ -111,6 +116,16 @@ type AuditResult struct {
 	// ForeignShipmentEvents are events for orders outside this run; they
 	// are ignored (an earlier run's, or another client's).
 	ForeignShipmentEvents int `json:"foreign_shipment_events,omitempty"`
+	// After-sales (RunConfig.ReturnShare): returns made, units received
+	// back, oms.returns events of them; refunds without a receipt, units
+	// returned past what shipped, and a return event under two ids are
+	// faults.
+	Returns               int   `json:"returns,omitempty"`
+	ReturnedUnits         int64 `json:"returned_units,omitempty"`
+	ReturnEvents          int   `json:"return_events,omitempty"`
+	RefundsWithoutReceipt int   `json:"refunds_without_receipt"`
+	ReturnsPastShipped    int   `json:"returns_past_shipped"`
+	DuplicateReturnEvents int   `json:"duplicate_return_events"`
 	// Notes say what was skipped or estimated.
 	Notes []string `json:"notes,omitempty"`
 
@@ -122,7 +137,8 @@ type AuditResult struct {
 // Clean reports whether the audit found nothing wrong.
 func (r AuditResult) Clean() bool {
 	return r.OversoldUnits == 0 && r.MissingOrders == 0 && r.DuplicateShipments == 0 &&
-		r.LeakedUnits == 0 && r.UnpaidShipments == 0 && r.GaveUpUnheld == 0
+		r.LeakedUnits == 0 && r.UnpaidShipments == 0 && r.GaveUpUnheld == 0 &&
+		r.RefundsWithoutReceipt == 0 && r.ReturnsPastShipped == 0 && r.DuplicateReturnEvents == 0
 }
 
 // MaxFindings caps AuditResult.Findings.
@@ -145,7 +161,8 @@ func (r *AuditResult) find(f Finding) {
 //	capacity(s)       = Σn max(0, I.on_hand - I.reserved - I.safety_stock)
 //	oversold(s)       = max(Σn node excess(n,s), L(s) - capacity(s))
 //	consumed(s)       = Σn (I.on_hand - C.on_hand) + Σn (C.reserved - I.reserved)
-//	leaked(s)         = |consumed(s) - L(s)|
+//	restocked(s)      = sellable units of s received back by the run's returns
+//	leaked(s)         = |consumed(s) + restocked(s) - L(s)|
 //
 // oversold_units = Σs oversold(s); leaked_units = Σs leaked(s). The two
 // views of overselling (a node below zero; more sold than there was) are
@@ -154,6 +171,11 @@ func (r *AuditResult) find(f Finding) {
 // exactly what live orders should hold. A cancelled or expired order that
 // kept its reservation shows as a positive difference, a reservation lost
 // or released twice as a negative one.
+//
+// A returned sellable unit is in on hand again: counted back once it is
+// consumed + restocked = L; a restock lost or applied twice shows as a
+// leak. refunds_without_receipt, returns_past_shipped and
+// duplicate_return_events are the after-sales checks (returns.go).
 //
 // missing_orders counts checked orders the API did not find (404).
 //
@@ -221,6 +243,7 @@ func Audit(in AuditInput) AuditResult {
 		}
 	}
 	res.Sampled = res.OrdersChecked+res.OrdersUnreadable < res.OrdersAccepted
+	restocked := auditReturns(&res, in.Returns, in.ReturnEvents, in.ReturnEventsRead)
 
 	// Nodes per SKU, in a stable order for stable findings.
 	nodes := map[string][]string{}
@@ -254,6 +277,7 @@ func Audit(in AuditInput) AuditResult {
 			consumed += (i.OnHand - c.OnHand) + (c.Reserved - i.Reserved)
 		}
 		live := liveUnits[s]
+		consumed += restocked[s]
 		if over := live - capacity; over > 0 {
 			res.find(Finding{Check: "oversold_units", Key: s, Units: over,
 				Detail: fmt.Sprintf("live accepted orders hold %d units, only %d were available at the start", live, capacity)})

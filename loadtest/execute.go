@@ -155,6 +155,20 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 		rep.AuditError = err.Error()
 		return rep, nil
 	}
+	if len(res.Returns) > 0 {
+		keys := map[string]string{}
+		for _, ch := range o.Seed.Channels {
+			keys[ch.ID] = ch.APIKey
+		}
+		in.Returns = GatherReturns(ctx, auditClient, res.Returns, keys)
+		if len(o.Target.Brokers) > 0 {
+			if in.ReturnEvents, err = ReadReturnEvents(ctx, o.Target.Brokers); err != nil {
+				rep.AuditError = "oms.returns could not be read: " + err.Error()
+				return rep, nil
+			}
+			in.ReturnEventsRead = true
+		}
+	}
 	a := Audit(in)
 	a.Notes = append(notes, a.Notes...)
 	rep.Audit = &a

@@ -275,6 +275,10 @@ figure{margin:0 0 24px}
 <tr><td class="l">duplicate_shipments</td><td>{{.DuplicateShipments}}</td></tr>
 <tr><td class="l">leaked_units</td><td>{{.LeakedUnits}}</td></tr>
 <tr><td class="l">unpaid_shipments</td><td>{{.UnpaidShipments}}</td></tr>
+{{if .Returns}}<tr><td class="l">returns / units back / oms.returns events</td><td>{{.Returns}} / {{.ReturnedUnits}} / {{.ReturnEvents}}</td></tr>
+<tr><td class="l">refunds_without_receipt</td><td>{{.RefundsWithoutReceipt}}</td></tr>
+<tr><td class="l">returns_past_shipped</td><td>{{.ReturnsPastShipped}}</td></tr>
+<tr><td class="l">duplicate_return_events</td><td>{{.DuplicateReturnEvents}}</td></tr>{{end}}
 <tr><td class="l">orders accepted / read back / unreadable</td><td>{{.OrdersAccepted}} / {{.OrdersChecked}}{{if .Sampled}} (sample){{end}} / {{.OrdersUnreadable}}</td></tr>
 <tr><td class="l">SKUs / shipment events</td><td>{{.SKUsChecked}} / {{if .ShipmentsChecked}}{{.ShipmentEvents}}{{else}}not read{{end}}</td></tr>
 </table>

@@ -78,6 +78,8 @@ type Report struct {
 
 	// Faults are the faults injected during the run.
 	Faults []FaultReport `json:"faults,omitempty"`
+	// Returns counts the returns mixed into the run (--return-share).
+	Returns *ReturnStats `json:"returns,omitempty"`
 
 	// LatencyMs is measured from the intended send time (queueing in the
 	// client included); ServiceTimeMs from the actual send; SendLagMs is
@@ -133,6 +135,10 @@ func NewReport(res *Result, target string) *Report {
 		Series:        res.Series,
 		GaveUp:        res.GaveUp, AcceptedLatencyMs: percentiles(res.AcceptedLatency),
 		Final503: res.Final503, Attempts503: res.Attempts503, Faults: res.Faults,
+	}
+	if res.ReturnStats.Selected > 0 {
+		st := res.ReturnStats
+		rep.Returns = &st
 	}
 	if res.Sent > 0 {
 		rep.Share503 = round3(float64(res.Final503) / float64(res.Sent))
@@ -259,6 +265,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if rs := r.Returns; rs != nil {
+		line("returns", f("selected %d", rs.Selected), f("requested %d", rs.Requested), f("approved %d", rs.Approved),
+			f("received %d", rs.Received), f("refunded %d", rs.Refunded), f("not shipped %d", rs.NotShipped), f("failed %d", rs.Failed))
+		for _, e := range rs.Errors {
+			line("return error", e)
+		}
+	}
 	if r.Audit == nil {
 		line("audit", "NOT RUN", r.AuditError)
 		return tw.Flush()
@@ -274,6 +287,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	line("audit", verdict, f("oversold_units %d", a.OversoldUnits), f("missing_orders %d", a.MissingOrders),
 		f("duplicate_shipments %d", a.DuplicateShipments), f("leaked_units %d", a.LeakedUnits), f("unpaid_shipments %d", a.UnpaidShipments),
 		f("gave_up_unheld %d", a.GaveUpUnheld))
+	if a.Returns > 0 {
+		line("returns audit", f("returns %d", a.Returns), f("units back %d", a.ReturnedUnits), f("oms.returns events %d", a.ReturnEvents),
+			f("refunds_without_receipt %d", a.RefundsWithoutReceipt), f("returns_past_shipped %d", a.ReturnsPastShipped),
+			f("duplicate_return_events %d", a.DuplicateReturnEvents))
+	}
 	if a.GaveUpOrders > 0 {
 		line("gave up", f("orders %d", a.GaveUpOrders), f("stored with shipments %d", a.GaveUpStored-a.GaveUpUnheld),
 			f("stored without stock %d", a.GaveUpUnheld), f("not stored %d", a.GaveUpNotStored))

@@ -60,6 +60,14 @@ type RunConfig struct {
 	// schedule (each offset below Duration).
 	Faults   []FaultSpec
 	Injector FaultInjector
+	// ReturnShare is the share of accepted paid orders returned once they
+	// ship (returns.go); 0: none. ReturnTimeout bounds the returns after
+	// the load's last answer (default 2m); ReturnWorkers (default 16) run
+	// them, polling every ReturnPoll (default 500ms).
+	ReturnShare   float64
+	ReturnTimeout time.Duration
+	ReturnWorkers int
+	ReturnPoll    time.Duration
 }
 
 func (c *RunConfig) setDefaults(nSKUs int) {
@@ -77,6 +85,15 @@ func (c *RunConfig) setDefaults(nSKUs int) {
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = time.Second
+	}
+	if c.ReturnTimeout <= 0 {
+		c.ReturnTimeout = 2 * time.Minute
+	}
+	if c.ReturnWorkers <= 0 {
+		c.ReturnWorkers = 16
+	}
+	if c.ReturnPoll <= 0 {
+		c.ReturnPoll = 500 * time.Millisecond
 	}
 	c.Mix.setDefaults(nSKUs)
 }
@@ -148,6 +165,10 @@ type Result struct {
 	// answer, or a 5xx/429, after the retries): the audit looks them up.
 	Unknown []UnknownOrder
 
+	// Returns are the returns the run made (RunConfig.ReturnShare).
+	Returns     []ReturnRecord
+	ReturnStats ReturnStats
+
 	// Faults are the faults injected, in the order of their offsets.
 	Faults []FaultReport
 	events []statusEvent
@@ -205,6 +226,9 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 	cfg.setDefaults(len(seed.SKUs))
 	if err := cfg.Mix.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.ReturnShare < 0 || cfg.ReturnShare > 1 {
+		return nil, fmt.Errorf("loadtest: return share %v outside [0, 1]", cfg.ReturnShare)
 	}
 	var sched *Schedule
 	if cfg.Closed {
@@ -292,6 +316,12 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 	start := time.Now().Add(10 * time.Millisecond)
 	res.Start = start
 	col := newCollector(res, gen, start)
+	retCtx, cancelRet := context.WithCancel(ctx)
+	defer cancelRet()
+	if cfg.ReturnShare > 0 {
+		col.returns = newReturner(retCtx, c, gen, cfg.ReturnWorkers, cfg.ReturnPoll)
+		col.returnShare, col.seed = cfg.ReturnShare, cfg.Seed
+	}
 	colDone := make(chan struct{})
 	go func() {
 		defer close(colDone)
@@ -314,6 +344,11 @@ func Run(ctx context.Context, c *Client, seed *SeedFile, cfg RunConfig) (*Result
 	drainTimer.Stop()
 	close(outcomes)
 	<-colDone
+	if col.returns != nil {
+		retTimer := time.AfterFunc(cfg.ReturnTimeout, cancelRet)
+		res.Returns, res.ReturnStats = col.returns.finish()
+		retTimer.Stop()
+	}
 	faultsDone()
 	col.finish()
 	return res, nil
@@ -442,6 +477,10 @@ type collector struct {
 	start time.Time
 	last  time.Time
 	seen  map[string]bool // accepted order ids (a retry's 200 repeats the 201)
+	// returns, when set, gets the accepted paid orders chosen for a return.
+	returns     *returner
+	returnShare float64
+	seed        uint64
 
 	lastSent, lastAnswered int64
 	lastTick               time.Time
@@ -588,6 +627,9 @@ func (c *collector) add(o outcome) {
 		ReservedUntil: v.ReservedUntil.Time,
 		Lines:         o.order.lines,
 	})
+	if c.returns != nil && !o.order.pending && returnSelected(c.seed, c.returnShare, v.ID) {
+		c.returns.offer(r.Accepted[len(r.Accepted)-1])
+	}
 }
 
 func (c *collector) finish() {

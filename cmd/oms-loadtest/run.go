@@ -22,7 +22,7 @@ Usage:
                     [--timeout D] [--paid-share F] [--hot-skus N] [--hot-share F] [--zipf-s S]
                     [--poisson] [--random-seed N] [--drain D] [--settle D]
                     [--audit-sample N] [--audit-concurrency N] [--quiet]
-                    [--backoff D] [--no-retry-503] [--no-audit] [--fault KIND@OFFSET ...]
+                    [--backoff D] [--no-retry-503] [--no-audit] [--fault KIND@OFFSET ...] [--return-share F]
 
 Target flags (flags beat the env file, which beats the environment):
   --env FILE         a stack.env (KEY=VALUE lines: OMS_API_URL, OMS_API_URLS, OMS_ADMIN_KEY,
@@ -215,6 +215,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	backoff := fs.Duration("backoff", 100*time.Millisecond, "first pause between attempts (doubles, with jitter, up to 2s; a Retry-After of at most 5s replaces it)")
 	noRetry503 := fs.Bool("no-retry-503", false, "count a 503 that carries Retry-After as the answer instead of retrying it (overload measurements)")
 	var faults faultList
+	returnShare := fs.Float64("return-share", 0, "share of accepted paid orders returned once shipped (request, approve, receipt by the warehouse, refund), 0 to 1; the audit checks them")
 	fs.Var(&faults, "fault", "inject a fault KIND@OFFSET (repeatable): pg-stall, omsd-kill, redis-flush, broker-restart, wms-poison")
 	paid := fs.Float64("paid-share", 0.8, "share of orders paid; the rest are submitted with payment pending")
 	hot := fs.Int("hot-skus", 20, "number of hot SKUs (the first of the catalogue); 0: none")
@@ -285,7 +286,8 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		Run: loadtest.RunConfig{
 			Closed: *closed, Profile: loadtest.Profile(*profile), Rate: *rate, Duration: *duration, Workers: *workers,
 			Poisson: *poisson, Seed: *rseed, Drain: *drain, Progress: progress, Faults: faults,
-			Mix: loadtest.MixConfig{PendingShare: 1 - *paid, HotSKUs: hotSKUs, HotShare: *hotShare, ZipfS: *zipf},
+			ReturnShare: *returnShare,
+			Mix:         loadtest.MixConfig{PendingShare: 1 - *paid, HotSKUs: hotSKUs, HotShare: *hotShare, ZipfS: *zipf},
 		},
 		Client:  loadtest.ClientConfig{Timeout: *timeout, Retries: *retries, Backoff: *backoff, NoRetry503: *noRetry503, MaxConns: *workers * 2},
 		Audit:   loadtest.AuditConfig{Concurrency: *auditConc, SampleMax: *sample},
@@ -314,8 +316,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 			return fmt.Errorf("%w: %s", errAuditFailed, rep.AuditError)
 		}
 		a := rep.Audit
-		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d gave_up_unheld=%d unreadable_orders=%d unresolved_orders=%d",
-			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.GaveUpUnheld, a.OrdersUnreadable, rep.Unresolved)
+		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d gave_up_unheld=%d refunds_without_receipt=%d returns_past_shipped=%d duplicate_return_events=%d unreadable_orders=%d unresolved_orders=%d",
+			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.GaveUpUnheld,
+			a.RefundsWithoutReceipt, a.ReturnsPastShipped, a.DuplicateReturnEvents, a.OrdersUnreadable, rep.Unresolved)
 	}
 	return nil
 }
