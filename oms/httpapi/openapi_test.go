@@ -29,6 +29,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 	}
 	s.Register(OrderRoutes(nil, nil, RateConfig{}))
 	s.Register(FulfillmentRoutes(nil))
+	s.Register(ReturnRoutes(nil))
 	s.Handler()
 	documented := map[string]bool{}
 	for path, ops := range doc.Paths {
