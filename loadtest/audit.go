@@ -158,7 +158,7 @@ func (r *AuditResult) find(f Finding) {
 // the units of s in live accepted orders (status not cancelled/expired):
 //
 //	node excess(n,s)  = max(0, -C.available, C.reserved - C.on_hand)
-//	capacity(s)       = Σn max(0, I.on_hand - I.reserved - I.safety_stock)
+//	capacity(s)       = Σn max(0, I.on_hand - I.reserved - I.safety_stock) + restocked(s)
 //	oversold(s)       = max(Σn node excess(n,s), L(s) - capacity(s))
 //	consumed(s)       = Σn (I.on_hand - C.on_hand) + Σn (C.reserved - I.reserved)
 //	restocked(s)      = sellable units of s received back by the run's returns
@@ -277,7 +277,9 @@ func Audit(in AuditInput) AuditResult {
 			consumed += (i.OnHand - c.OnHand) + (c.Reserved - i.Reserved)
 		}
 		live := liveUnits[s]
+		// Units returned sellable are on sale again: they may be sold twice.
 		consumed += restocked[s]
+		capacity += restocked[s]
 		if over := live - capacity; over > 0 {
 			res.find(Finding{Check: "oversold_units", Key: s, Units: over,
 				Detail: fmt.Sprintf("live accepted orders hold %d units, only %d were available at the start", live, capacity)})

@@ -266,17 +266,38 @@ type ReturnEvent struct {
 	OrderID  string `json:"order_id"`
 }
 
-// ReadReturnEvents reads oms.returns to its end, in partition order.
+// ReadReturnEvents reads oms.returns to its end, sorted by partition and
+// offset: the events of one order (its key) in the order published.
 func ReadReturnEvents(ctx context.Context, brokers []string) ([]ReturnEvent, error) {
-	var out []ReturnEvent
+	type at struct {
+		part int
+		off  int64
+		ev   ReturnEvent
+	}
+	var (
+		mu  sync.Mutex
+		all []at
+	)
 	err := ReadTopic(ctx, brokers, TopicReturns, func(m kafka.Message) error {
 		var e ReturnEvent
 		if err := json.Unmarshal(m.Value, &e); err != nil {
-			return fmt.Errorf("oms.returns offset %d: %w", m.Offset, err)
+			return fmt.Errorf("oms.returns partition %d offset %d: %w", m.Partition, m.Offset, err)
 		}
-		out = append(out, e)
+		mu.Lock()
+		all = append(all, at{m.Partition, m.Offset, e})
+		mu.Unlock()
 		return nil
 	})
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].part != all[j].part {
+			return all[i].part < all[j].part
+		}
+		return all[i].off < all[j].off
+	})
+	out := make([]ReturnEvent, len(all))
+	for i, a := range all {
+		out[i] = a.ev
+	}
 	return out, err
 }
 
