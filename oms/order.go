@@ -185,8 +185,11 @@ func OrderID(channel, externalID string) string {
 // RequestHash fingerprints the meaning of a request (its decoded form
 // re-encoded), so that whitespace or key order do not make a retry look
 // different.
-func RequestHash(req *OrderRequest) []byte {
-	b, _ := json.Marshal(req)
+func RequestHash(req *OrderRequest) []byte { return hashJSON(req) }
+
+// hashJSON is the SHA-256 of v's JSON encoding.
+func hashJSON(v any) []byte {
+	b, _ := json.Marshal(v)
 	h := sha256.Sum256(b)
 	return h[:]
 }

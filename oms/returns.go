@@ -1,7 +1,6 @@
 package oms
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -175,11 +174,7 @@ func RestockID(returnID, sku string) string {
 }
 
 // ReturnRequestHash fingerprints a return request's meaning.
-func ReturnRequestHash(req *ReturnRequest) []byte {
-	b, _ := json.Marshal(req)
-	h := sha256.Sum256(b)
-	return h[:]
-}
+func ReturnRequestHash(req *ReturnRequest) []byte { return hashJSON(req) }
 
 // ReturnEvent is the payload of oms.returns.
 type ReturnEvent struct {
