@@ -39,6 +39,11 @@ var serverMetrics = map[string]bool{
 	"omsd_outbox_refused_total":              true,
 	"omsd_wmsevents_dead_lettered_total":     true,
 	"omsd_wmsevents_retrying_events":         true,
+	"omsd_returns_operations_total":          true,
+	"omsd_returns_requested_total":           true,
+	"omsd_returns_received_units_total":      true,
+	"omsd_returns_refunded_amount_total":     true,
+	"omsd_returns_restock_errors_total":      true,
 }
 
 var metricRE = regexp.MustCompile(`\bomsd_[a-z0-9_]+`)
