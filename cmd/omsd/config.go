@@ -37,6 +37,11 @@ type config struct {
 	DebugAddr       string
 	ChannelRate     float64
 	ChannelBurst    int
+
+	// Customers and attribution.
+	CustomerHashKeys string        // "id:secret,id:secret"; the first hashes new keys, all are matched
+	BindingPeriod    time.Duration // how long an attribution binding lasts
+	BindingPolicy    string        // keep_first or latest
 }
 
 // flagSet declares the serve flags on fs with env fallbacks read through
@@ -84,6 +89,9 @@ func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&c.AvailabilityTTL, "intake.availability-ttl", envDur("OMS_INTAKE_AVAILABILITY_TTL", 2*time.Second), "how long intake plans from the levels it last read or reserved before reading them again (the reservation script stays the authority; a plan the view cannot fill is made again on fresh levels); 0: read before every plan (env OMS_INTAKE_AVAILABILITY_TTL)")
 	fs.IntVar(&c.EventBatch, "wms.event-batch", envInt("OMS_WMS_EVENT_BATCH", 64), "most warehouse events applied in one SQL transaction; 1: one transaction per event (env OMS_WMS_EVENT_BATCH)")
 	fs.IntVar(&c.WMSWorkers, "wms.workers", envInt("OMS_WMS_WORKERS", 32), "warehouse events applied concurrently (each shipment's in order); they gather into the event batches (env OMS_WMS_WORKERS)")
+	fs.StringVar(&c.CustomerHashKeys, "customers.hash-keys", env("OMS_CUSTOMER_HASH_KEYS", ""), "keys of the HMAC that hashes customers' phones and emails for matching, as comma-separated id:secret pairs; the first hashes new keys, every listed one is still matched, so a key is rotated by putting a new one first (env OMS_CUSTOMER_HASH_KEYS)")
+	fs.DurationVar(&c.BindingPeriod, "attribution.binding-period", envDur("OMS_BINDING_PERIOD", 365*24*time.Hour), "how long a customer stays bound to the associate, store and distributor that first brought them (env OMS_BINDING_PERIOD)")
+	fs.StringVar(&c.BindingPolicy, "attribution.policy", env("OMS_BINDING_POLICY", "keep_first"), "keep_first: an order's own attribution never moves a live binding; latest: it rebinds (env OMS_BINDING_POLICY)")
 	fs.Int64Var(&c.MaxBodyBytes, "http.max-body", int64(envInt("OMS_MAX_BODY", 1<<20)), "request body limit in bytes (env OMS_MAX_BODY)")
 }
 
@@ -100,6 +108,9 @@ func (c *config) validate() error {
 	}
 	if c.AdminKey == "" {
 		missing = append(missing, "-admin.key (OMS_ADMIN_KEY)")
+	}
+	if c.CustomerHashKeys == "" {
+		missing = append(missing, "-customers.hash-keys (OMS_CUSTOMER_HASH_KEYS)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("missing settings: %s", strings.Join(missing, ", "))

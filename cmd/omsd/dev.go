@@ -92,7 +92,11 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	brokers := strings.Join(stack.Brokers(), ",")
 	// The children get the settings as flags (which beat the environment)
 	// and the admin key through the environment, out of the process list.
-	childEnv := append(os.Environ(), devChildEnv+"=1", "OMS_ADMIN_KEY="+adminKey)
+	hashKey, err := devCustomerHashKey(absState)
+	if err != nil {
+		return err
+	}
+	childEnv := append(os.Environ(), devChildEnv+"=1", "OMS_ADMIN_KEY="+adminKey, "OMS_CUSTOMER_HASH_KEYS="+hashKey)
 	mctx, mcancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = runChild(mctx, exe, childEnv, "migrate", "--pg.url", stack.DatabaseURL())
 	mcancel()
@@ -208,4 +212,23 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	err = wait()
 	fmt.Fprintln(stdout, "omsd dev: stopped")
 	return err
+}
+
+// devCustomerHashKey returns the customer-hash key of the local stack,
+// kept in the state directory next to the database it belongs to (a new key
+// would stop every stored phone and email from matching again).
+func devCustomerHashKey(stateDir string) (string, error) {
+	path := filepath.Join(stateDir, "customer-hash-key")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return "", err
+	}
+	key := "dev1:" + hex.EncodeToString(secret)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("omsd dev: keep the customer-hash key: %w", err)
+	}
+	return key, nil
 }

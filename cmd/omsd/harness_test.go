@@ -45,6 +45,7 @@ func newTestConfig(t testing.TB) (config, *localstack.Redis) {
 	cfg.RedisURL = r.URL()
 	cfg.Brokers = strings.Join(stacktest.Brokers(t), ",")
 	cfg.AdminKey = "test-admin-key-0123456789"
+	cfg.CustomerHashKeys = "k1:test-customer-hash-secret"
 	cfg.LogLevel = "warn"
 	return cfg, r
 }
