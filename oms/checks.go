@@ -67,6 +67,9 @@ func checkRequired(in *CheckInput) []FieldError {
 	if len(r.Customer.Phone) > 32 {
 		fs = append(fs, FieldError{"customer.phone", "at most 32 characters"})
 	}
+	if r.Customer.OmsdID != "" {
+		fs = append(fs, FieldError{"customer.omsd_id", "is set by omsd; leave it out"})
+	}
 	switch r.Payment.Status {
 	case PaymentPaid, PaymentPending:
 	default:
@@ -182,6 +185,9 @@ func checkAttribution(in *CheckInput) []FieldError {
 		return nil
 	}
 	var fs []FieldError
+	if a.Source != "" {
+		fs = append(fs, FieldError{"attribution.source", "is set by omsd; leave it out"})
+	}
 	for _, f := range []struct{ name, v string }{
 		{"attribution.distributor", a.Distributor}, {"attribution.associate", a.Associate},
 	} {

@@ -24,6 +24,9 @@ type NewOrder struct {
 	// Doc is Order encoded as JSON (the stored document); empty: the store
 	// encodes it.
 	Doc []byte
+	// Customer is the order's customer match (nil: customers are not
+	// matched); the store writes its keys, merges and binding change.
+	Customer *CustomerMatch
 
 	// Set by the store.
 	Outcome CommitOutcome

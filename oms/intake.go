@@ -99,6 +99,10 @@ type IntakeDeps struct {
 	// View, if set, is the availability intake plans from (see
 	// AvailabilityView); nil: levels are read before every plan.
 	View *AvailabilityView
+	// Customers, if set, matches every order to an omsd customer and
+	// decides its attribution (see Customers); nil: orders keep the
+	// channel's customer id only and their own attribution.
+	Customers *Customers
 }
 
 // Intake takes orders: checks, review checks, purchase limits, placement
@@ -114,6 +118,7 @@ type Intake struct {
 	placer    *Placer
 	limits    *limitTaker
 	recent    Recent
+	customers *Customers
 	committer *Committer
 	store     OrderStore
 	log       *slog.Logger
@@ -131,7 +136,7 @@ func NewIntake(cfg IntakeConfig, d IntakeDeps) (*Intake, error) {
 		return nil, errors.New("oms: intake needs a catalog, stock, a committer and a store")
 	}
 	cfg.setDefaults()
-	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, recent: d.Recent,
+	in := &Intake{cfg: cfg, Checks: DefaultChecks(), catalog: d.Catalog, recent: d.Recent, customers: d.Customers,
 		committer: d.Committer, store: d.Store, log: cfg.Log,
 		placer: &Placer{Stock: d.Stock, Attempts: cfg.MaxPlanAttempts, Timeout: cfg.SettleTimeout, Lease: d.Lease, View: d.View, Log: cfg.Log},
 		limits: &limitTaker{limits: d.Limits, catalog: d.Catalog, log: cfg.Log, timeout: cfg.SettleTimeout},
@@ -217,11 +222,22 @@ func (in *Intake) Overloaded() bool { return in.admit.full() }
 // at commit and answers with the stored order.
 func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, hash []byte) (Result, error) {
 	attempt := uuid.NewString()
-	ob, err := in.observe(ctx, ci, id, attempt)
+	var cm *CustomerMatch
+	if in.customers != nil {
+		var err error
+		if cm, err = in.customers.Match(ctx, ci.Channel, ci.Req); err != nil {
+			return Result{}, unavailable("customer lookup failed", err)
+		}
+	}
+	ob, err := in.observe(ctx, ci, id, attempt, cm)
 	if err != nil {
 		return Result{}, err
 	}
 	o := newOrder(ci, id, ob.reasons, in.cfg.PaymentTimeout)
+	if cm != nil {
+		o.Customer.OmsdID = cm.ID
+		o.Attribution = in.customers.Attribute(cm, id, ci.Req.Attribution, ci.Now)
+	}
 	taken, err := in.limits.take(ctx, o)
 	if err != nil {
 		in.forgetAttempt(ctx, ob, attempt)
@@ -244,7 +260,7 @@ func (in *Intake) take(ctx context.Context, ci *CheckInput, idemKey, id string, 
 		in.limits.giveBack(ctx, o, taken)
 		return Result{}, err
 	}
-	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, ci.Now), Owner: owner}
+	no := &NewOrder{Order: o, RequestHash: hash, IdemKey: idemKey, Doc: doc, Events: creationEvents(o, doc, ci.Now), Owner: owner, Customer: cm}
 	if err := in.committer.Commit(no); err != nil {
 		return in.settle(ctx, no, taken, ob, attempt, err)
 	}
@@ -269,8 +285,11 @@ func newOrder(ci *CheckInput, id string, reviews []string, paymentTimeout time.D
 	req, now := ci.Req, ci.Now.UTC()
 	o := &Order{ID: id, ExternalID: req.ExternalID, Channel: ci.Channel, PaymentStatus: req.Payment.Status,
 		Customer: req.Customer, ShipTo: req.ShipTo, Lines: req.Lines, Currency: req.Currency, Total: req.Value(),
-		Fulfillment: req.Fulfillment, Attribution: req.Attribution, ReviewReasons: reviews, Version: 1,
+		Fulfillment: req.Fulfillment, Attribution: &Attribution{Source: AttributionNone}, ReviewReasons: reviews, Version: 1,
 		CreatedAt: now, UpdatedAt: now}
+	if a := req.Attribution; a != nil && (a.Associate != "" || a.Store != "" || a.Distributor != "") {
+		o.Attribution = &Attribution{Associate: a.Associate, Store: a.Store, Distributor: a.Distributor, Source: AttributionFromOrder}
+	}
 	switch {
 	case len(reviews) > 0:
 		o.Status = OrderInReview

@@ -67,6 +67,9 @@ type Customer struct {
 	ID    string `json:"id"`
 	Email string `json:"email,omitempty"`
 	Phone string `json:"phone,omitempty"`
+	// OmsdID is the omsd customer the order was matched to (set by omsd;
+	// a request must not carry it).
+	OmsdID string `json:"omsd_id,omitempty"`
 }
 
 // Address is a ship-to address.
@@ -106,6 +109,9 @@ type Attribution struct {
 	Distributor string `json:"distributor,omitempty"`
 	Store       string `json:"store,omitempty"`
 	Associate   string `json:"associate,omitempty"`
+	// Source says where a stored order's attribution came from: order,
+	// binding or none (set by omsd; a request must not carry it).
+	Source string `json:"source,omitempty"`
 }
 
 // OrderRequest is the body of POST /v1/orders.

@@ -220,6 +220,9 @@ type ReturnChange struct {
 	Restocks []Restock
 	// Created: the move created the return.
 	Created bool
+	// RefundedNow is the amount this move refunded (the attribution
+	// totals of the order's creation hour net it in the same transaction).
+	RefundedNow int64
 }
 
 // ValidateReturnRequest checks a return request's fields (every field at
@@ -536,7 +539,7 @@ func RefundReturn(o *Order, r *Return, channel, reference string, now time.Time)
 	}
 	n.Refund.Status, n.Refund.Reference = RefundRefunded, reference
 	o2.Refunded += n.Refund.Amount
-	ch := ReturnChange{Return: n, Order: o2}
+	ch := ReturnChange{Return: n, Order: o2, RefundedNow: n.Refund.Amount}
 	ch.Events = stagger([]OutboxEvent{returnEvent(EventReturnRefunded, n, o2, now), orderEvent(EventOrderRefunded, o2, now)}, now)
 	return ch, nil
 }

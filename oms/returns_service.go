@@ -320,8 +320,16 @@ func (s *ReturnService) placeExchange(ctx context.Context, r *Return) (string, s
 	if err != nil {
 		return "", "", storeErr(err)
 	}
-	req := &OrderRequest{ExternalID: r.ExternalID + "-X", Customer: o.Customer, ShipTo: o.ShipTo, Currency: o.Currency,
-		Payment: Payment{Status: PaymentPaid}, Fulfillment: o.Fulfillment, Attribution: o.Attribution}
+	// The replacement is the same buyer's and the same sale's: the
+	// original's customer and attribution, as a request carries them.
+	cust := o.Customer
+	cust.OmsdID = ""
+	var attr *Attribution
+	if a := o.Attribution; a != nil && a.Source != AttributionNone {
+		attr = &Attribution{Associate: a.Associate, Store: a.Store, Distributor: a.Distributor}
+	}
+	req := &OrderRequest{ExternalID: r.ExternalID + "-X", Customer: cust, ShipTo: o.ShipTo, Currency: o.Currency,
+		Payment: Payment{Status: PaymentPaid}, Fulfillment: o.Fulfillment, Attribution: attr}
 	for _, l := range r.ExchangeLines {
 		req.Lines = append(req.Lines, Line{SKU: l.SKU, Qty: l.Qty})
 	}

@@ -96,11 +96,16 @@ type observation struct {
 // observe records the order in intake's memory and runs the built-in
 // review checks on the answer (repeat order, new customer with an unusual
 // quantity), then the deployment's own checks. One round trip.
-func (in *Intake) observe(ctx context.Context, ci *CheckInput, id, attempt string) (observation, error) {
+func (in *Intake) observe(ctx context.Context, ci *CheckInput, id, attempt string, cm *CustomerMatch) (observation, error) {
 	var ob observation
 	if in.recent != nil {
 		cfg := in.cfg.Review
+		// The omsd customer when customers are matched (the same buyer
+		// through two channels is one), the channel's id otherwise.
 		cust := fingerprint(ci.Channel, ci.Req.Customer.ID)
+		if cm != nil {
+			cust = fingerprint("customer", cm.ID)
+		}
 		lines := slices.Clone(ci.Req.Lines)
 		slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
 		var b strings.Builder
@@ -121,7 +126,7 @@ func (in *Intake) observe(ctx context.Context, ci *CheckInput, id, attempt strin
 		ob.copySeen = prev[1] != ""
 		if prev[0] != "" && prev[0] != id {
 			ob.reasons = append(ob.reasons, ReviewRepeatOrder)
-		} else if newCustomer := !wasSet[0] && !wasSet[1]; newCustomer || ob.copySeen {
+		} else if newCustomer := (!wasSet[0] && !wasSet[1]) || (cm != nil && cm.New); newCustomer || ob.copySeen {
 			// A copy set the customer's bit itself: it is judged as the
 			// first attempt was, as a new customer (a stored first attempt
 			// answers for itself anyway).

@@ -45,6 +45,7 @@ type app struct {
 	lease       *inventory.Heartbeat
 	reconciler  *inventory.Reconciler
 	committer   *oms.Committer
+	customers   *oms.Customers
 	fulfillment *oms.FulfillmentService
 	relay       *relay.Relay
 	consumer    *wmsevents.Consumer
@@ -131,7 +132,8 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 		"inventory: stock lease heartbeat": a.lease.Run,
 	})
 	intake := a.start("intake", failed, map[string]func(context.Context) error{
-		"oms: group commit": a.committer.Run,
+		"oms: group commit":     a.committer.Run,
+		"oms: customer lookups": a.customers.Run,
 	})
 	pipeline := a.start("pipeline", failed, map[string]func(context.Context) error{
 		"oms.relay: publish outbox":               a.relay.Run,

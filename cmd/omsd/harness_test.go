@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -203,7 +204,7 @@ func orderBody(ext string, lines ...map[string]any) map[string]any {
 	}
 	return map[string]any{
 		"external_id": ext,
-		"customer":    map[string]any{"id": "C-" + ext, "email": "buyer@example.com", "phone": "+8613800000000"},
+		"customer":    map[string]any{"id": "C-" + ext, "email": "buyer-" + ext + "@example.com", "phone": phoneOf(ext)},
 		"ship_to": map[string]any{"name": "Li Lei", "line1": "1 West Lake Road", "city": "Hangzhou", "region": "CN-ZJ",
 			"postal_code": "310000", "country": "CN", "lat": 30.25, "lon": 120.16},
 		"lines":       lines,
@@ -211,6 +212,14 @@ func orderBody(ext string, lines ...map[string]any) map[string]any {
 		"payment":     map[string]any{"status": "paid"},
 		"fulfillment": map[string]any{"type": "ship"},
 	}
+}
+
+// phoneOf is a mobile number of its own for each external id (orders of
+// different external ids are different buyers unless a test says so).
+func phoneOf(ext string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(ext))
+	return fmt.Sprintf("+86139%08d", h.Sum32()%100_000_000)
 }
 
 func line(sku string, qty int) map[string]any {

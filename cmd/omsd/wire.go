@@ -93,6 +93,20 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	}, a.store); err != nil {
 		return err
 	}
+	// Customers across channels: matched by keyed hashes of phone and
+	// email, with the B2B2C binding.
+	hashKeys, err := oms.ParseHashKeys(a.cfg.CustomerHashKeys)
+	if err != nil {
+		return fmt.Errorf("-customers.hash-keys (OMS_CUSTOMER_HASH_KEYS): %w", err)
+	}
+	hasher, err := oms.NewCustomerHasher(hashKeys)
+	if err != nil {
+		return err
+	}
+	if a.customers, err = oms.NewCustomers(oms.CustomerConfig{Policy: a.cfg.BindingPolicy, Period: a.cfg.BindingPeriod,
+		Registerer: a.reg, Log: a.log}, hasher, a.store); err != nil {
+		return err
+	}
 	var view *oms.AvailabilityView
 	if a.cfg.AvailabilityTTL > 0 {
 		if view, err = oms.NewAvailabilityView(a.stock, a.cfg.AvailabilityTTL, 0, a.reg); err != nil {
@@ -102,7 +116,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	intake, err := oms.NewIntake(oms.IntakeConfig{
 		PaymentTimeout: a.cfg.PaymentTimeout, MaxInFlight: a.cfg.MaxInFlight, MinInFlight: a.cfg.MinInFlight, LatencyBudget: a.cfg.LatencyBudget, Registerer: a.reg, Log: a.log,
 	}, oms.IntakeDeps{Catalog: a.catalog, Stock: a.stock, Limits: limits, Recent: redisrecent.New(a.rdb),
-		Committer: a.committer, Store: a.store, Lease: a.lease, View: view})
+		Committer: a.committer, Store: a.store, Lease: a.lease, View: view, Customers: a.customers})
 	if err != nil {
 		return err
 	}
@@ -148,6 +162,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
 	a.http.Register(httpapi.FulfillmentRoutes(a.fulfillment))
 	a.http.Register(httpapi.ReturnRoutes(returns))
+	a.http.Register(httpapi.CustomerRoutes(a.store))
 	return nil
 }
 

@@ -172,6 +172,7 @@ func insertOrders(ctx context.Context, tx pgx.Tx, batch []*oms.NewOrder, docs []
 		hash                          [][]byte
 		ver                           []int32
 		created, updated              []time.Time
+		cust                          []*string
 	)
 	for _, i := range live {
 		o := batch[i].Order
@@ -179,15 +180,20 @@ func insertOrders(ctx context.Context, tx pgx.Tx, batch []*oms.NewOrder, docs []
 		status, pay, until = append(status, string(o.Status)), append(pay, o.PaymentStatus), append(until, o.ReservedUntil)
 		hash, doc, ver = append(hash, batch[i].RequestHash), append(doc, string(docs[i])), append(ver, int32(o.Version))
 		created, updated = append(created, o.CreatedAt), append(updated, o.UpdatedAt)
+		var c *string
+		if m := batch[i].Customer; m != nil {
+			c = &m.ID
+		}
+		cust = append(cust, c)
 	}
 	rows, err := tx.Query(ctx, `INSERT INTO orders (id, channel_id, external_id, status, payment_status, reserved_until,
-			request_hash, doc, version, created_at, updated_at)
-		SELECT u.id, u.ch, u.ext, u.st, u.pay, u.until, u.hash, u.doc::jsonb, u.ver, u.created, u.updated
+			request_hash, doc, version, created_at, updated_at, customer_id)
+		SELECT u.id, u.ch, u.ext, u.st, u.pay, u.until, u.hash, u.doc::jsonb, u.ver, u.created, u.updated, u.cust
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[],
-			$8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[])
-			AS u(id, ch, ext, st, pay, until, hash, doc, ver, created, updated)
+			$8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[], $12::uuid[])
+			AS u(id, ch, ext, st, pay, until, hash, doc, ver, created, updated, cust)
 		ON CONFLICT DO NOTHING RETURNING id::text`,
-		id, ch, ext, status, pay, until, hash, doc, ver, created, updated)
+		id, ch, ext, status, pay, until, hash, doc, ver, created, updated, cust)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: insert orders: %w", err)
 	}
@@ -215,6 +221,7 @@ type childRows struct {
 	eID, eTopic, eKey, ePayload        []string
 	eSeq                               []int64
 	eAt                                []time.Time
+	cust                               customerRows
 }
 
 func (c *childRows) add(no *oms.NewOrder) {
@@ -232,6 +239,7 @@ func (c *childRows) add(no *oms.NewOrder) {
 		}
 	}
 	c.addEvents(no.Events)
+	c.cust.add(no)
 }
 
 // addEvents adds outbox rows.
@@ -266,6 +274,7 @@ func (c *childRows) insert(ctx context.Context, tx pgx.Tx) error {
 			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[]) AS u(id, t, k, s, p, a)`,
 			c.eID, c.eTopic, c.eKey, c.eSeq, c.ePayload, c.eAt)
 	}
+	c.cust.queue(b)
 	if b.Len() == 0 {
 		return nil
 	}

@@ -122,6 +122,7 @@ func (s *Store) writeReturnChange(ctx context.Context, tx pgx.Tx, q oms.ReturnQu
 			SELECT $6, $1, $2, $7, $8, on_hand, $9, $5 FROM up`,
 			rs.Node, rs.SKU, onHand, damaged, r.UpdatedAt, rs.ID, kind, rs.Qty, rs.ID)
 	}
+	queueRefundTotals(b, o, ch.RefundedNow)
 	if q.IdempotencyKey != "" && ch.Created {
 		b.Queue(`INSERT INTO return_idempotency_keys (channel_id, key, return_id, request_hash) VALUES ($1, $2, $3, $4)`,
 			q.Channel, q.IdempotencyKey, r.ID, r.RequestHash)
