@@ -595,7 +595,7 @@ type CustomerView struct {
 	GMVByCurrency map[string]int64 `json:"gmv_by_currency,omitempty"`
 	FirstOrderAt  *time.Time       `json:"first_order_at"`
 	LastOrderAt   *time.Time       `json:"last_order_at"`
-	Binding       *Binding     `json:"binding"`
+	Binding       *Binding         `json:"binding"`
 }
 
 // CustomerOrder is one line of a customer's order list.
