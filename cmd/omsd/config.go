@@ -39,6 +39,7 @@ type config struct {
 	ChannelBurst    int
 
 	// Customers and attribution.
+	CustomerMatch    bool          // match orders to customers (and bind them)
 	CustomerHashKeys string        // "id:secret,id:secret"; the first hashes new keys, all are matched
 	BindingPeriod    time.Duration // how long an attribution binding lasts
 	BindingPolicy    string        // keep_first or latest
@@ -89,6 +90,7 @@ func (c *config) flagSet(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&c.AvailabilityTTL, "intake.availability-ttl", envDur("OMS_INTAKE_AVAILABILITY_TTL", 2*time.Second), "how long intake plans from the levels it last read or reserved before reading them again (the reservation script stays the authority; a plan the view cannot fill is made again on fresh levels); 0: read before every plan (env OMS_INTAKE_AVAILABILITY_TTL)")
 	fs.IntVar(&c.EventBatch, "wms.event-batch", envInt("OMS_WMS_EVENT_BATCH", 64), "most warehouse events applied in one SQL transaction; 1: one transaction per event (env OMS_WMS_EVENT_BATCH)")
 	fs.IntVar(&c.WMSWorkers, "wms.workers", envInt("OMS_WMS_WORKERS", 32), "warehouse events applied concurrently (each shipment's in order); they gather into the event batches (env OMS_WMS_WORKERS)")
+	fs.BoolVar(&c.CustomerMatch, "customers.match", env("OMS_CUSTOMER_MATCH", "true") == "true", "match every order to an omsd customer across channels and apply attribution bindings; false: orders keep the channel's customer id and their own attribution only (env OMS_CUSTOMER_MATCH)")
 	fs.StringVar(&c.CustomerHashKeys, "customers.hash-keys", env("OMS_CUSTOMER_HASH_KEYS", ""), "keys of the HMAC that hashes customers' phones and emails for matching, as comma-separated id:secret pairs; the first hashes new keys, every listed one is still matched, so a key is rotated by putting a new one first (env OMS_CUSTOMER_HASH_KEYS)")
 	fs.DurationVar(&c.BindingPeriod, "attribution.binding-period", envDur("OMS_BINDING_PERIOD", 365*24*time.Hour), "how long a customer stays bound to the associate, store and distributor that first brought them (env OMS_BINDING_PERIOD)")
 	fs.StringVar(&c.BindingPolicy, "attribution.policy", env("OMS_BINDING_POLICY", "keep_first"), "keep_first: an order's own attribution never moves a live binding; latest: it rebinds (env OMS_BINDING_POLICY)")
@@ -109,7 +111,7 @@ func (c *config) validate() error {
 	if c.AdminKey == "" {
 		missing = append(missing, "-admin.key (OMS_ADMIN_KEY)")
 	}
-	if c.CustomerHashKeys == "" {
+	if c.CustomerMatch && c.CustomerHashKeys == "" {
 		missing = append(missing, "-customers.hash-keys (OMS_CUSTOMER_HASH_KEYS)")
 	}
 	if len(missing) > 0 {

@@ -95,17 +95,19 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	}
 	// Customers across channels: matched by keyed hashes of phone and
 	// email, with the B2B2C binding.
-	hashKeys, err := oms.ParseHashKeys(a.cfg.CustomerHashKeys)
-	if err != nil {
-		return fmt.Errorf("-customers.hash-keys (OMS_CUSTOMER_HASH_KEYS): %w", err)
-	}
-	hasher, err := oms.NewCustomerHasher(hashKeys)
-	if err != nil {
-		return err
-	}
-	if a.customers, err = oms.NewCustomers(oms.CustomerConfig{Policy: a.cfg.BindingPolicy, Period: a.cfg.BindingPeriod,
-		Registerer: a.reg, Log: a.log}, hasher, a.store); err != nil {
-		return err
+	if a.cfg.CustomerMatch {
+		hashKeys, err := oms.ParseHashKeys(a.cfg.CustomerHashKeys)
+		if err != nil {
+			return fmt.Errorf("-customers.hash-keys (OMS_CUSTOMER_HASH_KEYS): %w", err)
+		}
+		hasher, err := oms.NewCustomerHasher(hashKeys)
+		if err != nil {
+			return err
+		}
+		if a.customers, err = oms.NewCustomers(oms.CustomerConfig{Policy: a.cfg.BindingPolicy, Period: a.cfg.BindingPeriod,
+			Registerer: a.reg, Log: a.log}, hasher, a.store); err != nil {
+			return err
+		}
 	}
 	var view *oms.AvailabilityView
 	if a.cfg.AvailabilityTTL > 0 {
