@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 )
@@ -320,5 +321,49 @@ func TestAttributionSummaryAddsUp(t *testing.T) {
 	if got := s.call("GET", "/v1/attribution/summary?from=2026-12-01T00:30:00Z&to=2026-12-01T00:00:00Z&group_by=region", s.Admin, nil, nil, &p); got != 422 ||
 		!p.fields()["from"] || !p.fields()["group_by"] {
 		t.Errorf("bad summary parameters: %d %+v, want 422 naming from and group_by", got, p)
+	}
+}
+
+// Many first orders of one new buyer at once, through two channels: they
+// race to create the customer, and every id they get answers as one.
+func TestConcurrentFirstOrdersOfOneBuyerBecomeOneCustomer(t *testing.T) {
+	s := newTestServer(t)
+	app, store := seedCustomers(t, s)
+	const n = 60
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			key := app
+			if i%2 == 1 {
+				key = store
+			}
+			var o customerOrderView
+			attr := map[string]any{"associate": fmt.Sprintf("A%d", i%3)}
+			if got := s.call("POST", "/v1/orders", key, buyer(fmt.Sprintf("R-%d", i), fmt.Sprintf("c-%d", i), "+8613500009999", "", attr), nil, &o); got != 201 {
+				t.Errorf("order %d: %d", i, got)
+			}
+			ids[i] = o.Customer.OmsdID
+		})
+	}
+	wg.Wait()
+	survivors := map[string]int{}
+	var total int64
+	for _, id := range ids {
+		var c customerView
+		s.mustCall("GET", "/v1/customers/"+id, s.Admin, nil, 200, &c)
+		survivors[c.ID]++
+		total = c.Orders
+		if c.Binding == nil {
+			t.Errorf("customer %s: no binding although every order was attributed", c.ID)
+		}
+	}
+	if len(survivors) != 1 || total != n {
+		t.Errorf("%d concurrent first orders of one phone: customers %v with %d orders, want one with %d", n, survivors, total, n)
+	}
+	if evs := bindingEvents(t, s, ids[0]); len(evs) > 1 {
+		// Each racing new customer may bind itself before it is merged;
+		// the survivor's binding is one of them.
+		t.Logf("binding events of %s: %v", ids[0], evs)
 	}
 }

@@ -188,19 +188,24 @@ func (c *customerRows) queue(b *pgx.Batch) {
 			evID, evTopic, evKey, evSeq = append(evID, e.ID), append(evTopic, e.Topic), append(evKey, e.Key), append(evSeq, e.Seq)
 			evPayload, evAt = append(evPayload, string(e.Payload)), append(evAt, e.At)
 		}
-		// The change applies only to the version it was decided on; the
-		// event is written only where it applied.
+		// The change applies only to the version it was decided on, on
+		// the survivor (a new customer merged into another in this same
+		// transaction hands its binding on); the event is written only
+		// where it applied.
 		b.Queue(`UPDATE customers SET bound_associate = u.a, bound_store = u.s, bound_distributor = u.d,
 				bound_at = u.at, bound_until = u.until, bound_order_id = u.o, binding_version = customers.binding_version + 1
-			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::uuid[], $8::int[])
-				AS u(c, a, s, d, at, until, o, ver)
-			WHERE customers.id = u.c AND customers.binding_version = u.ver AND customers.merged_into IS NULL`,
+			FROM (SELECT coalesce(c0.merged_into, c0.id) AS target, u.*
+				FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::uuid[], $8::int[])
+					AS u(c, a, s, d, at, until, o, ver)
+				JOIN customers c0 ON c0.id = u.c) AS u
+			WHERE customers.id = u.target AND customers.binding_version = u.ver`,
 			cust, assoc, store, dist, at, until, order, expect)
 		b.Queue(`INSERT INTO outbox (id, topic, msg_key, seq, payload, created_at)
 			SELECT u.id, u.t, u.k, u.s, u.p::jsonb, u.a
 			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[], $7::uuid[], $8::uuid[])
 				AS u(id, t, k, s, p, a, c, o)
-			JOIN customers cu ON cu.id = u.c AND cu.bound_order_id = u.o AND cu.binding_version = u.s
+			JOIN customers c0 ON c0.id = u.c
+			JOIN customers cu ON cu.id = coalesce(c0.merged_into, c0.id) AND cu.bound_order_id = u.o AND cu.binding_version = u.s
 			ON CONFLICT (id) DO NOTHING`,
 			evID, evTopic, evKey, evSeq, evPayload, evAt, cust, order)
 	}
