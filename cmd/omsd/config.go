@@ -108,7 +108,7 @@ func (b bound) IsBoolFlag() bool { return b.s != nil && b.s.kind == "bool" }
 
 func (s *setting) set(v string) {
 	if err := s.value.Set(v); err != nil {
-		if s.secret {
+		if s.secret || s.url { // a URL may hold a password
 			s.err = fmt.Errorf("%s: %w", s.label(), err)
 		} else {
 			s.err = fmt.Errorf("%s=%q: %w", s.label(), v, err)
