@@ -668,7 +668,8 @@ func (ss *settings) writeSettingsTable(w io.Writer) {
 		} else {
 			def = "`" + def + "`"
 		}
-		fmt.Fprintf(w, "| `-%s` | `%s` | %s | %s | %s |\n", s.name, s.env, def, s.kind, strings.ReplaceAll(s.usage, "|", "\\|"))
+		fmt.Fprintf(w, "| `-%s` | `%s` | %s | %s | %s |\n", s.name, s.env, def,
+			strings.ReplaceAll(s.kind, "|", "\\|"), strings.ReplaceAll(s.usage, "|", "\\|"))
 	}
 }
 
