@@ -49,6 +49,7 @@ type app struct {
 	relay       *relay.Relay
 	consumer    *wmsevents.Consumer
 	deps        *dependencies
+	brokerDown  bool // at start-up
 }
 
 // newRedis opens a single-server or cluster client.
@@ -133,6 +134,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err erro
 			return nil, err
 		}
 		log.Warn("starting without the broker: the outbox keeps events until it is reachable", "err", err)
+		a.brokerDown = true
 	}
 	if a.kafka, err = kafkabus.NewWriter(kafkabus.WriterConfig{Brokers: brokers}); err != nil {
 		return nil, err

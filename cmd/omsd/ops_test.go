@@ -165,6 +165,9 @@ func TestServeWithoutTheBrokerIsReadyButDegraded(t *testing.T) {
 	if took := time.Since(start); took > brokerStartWait+5*time.Second {
 		t.Errorf("started in %s: the broker held the start too long", took)
 	}
+	if m := scrape(t, base); !strings.Contains(m, `omsd_dependency_up{dependency="broker"} 0`) {
+		t.Error("before any probe, omsd_dependency_up does not say the broker is down")
+	}
 	resp, err := http.Get(base + "/readyz")
 	if err != nil {
 		t.Fatal(err)

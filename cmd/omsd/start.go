@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,15 +75,21 @@ type dependencies struct {
 	last map[string]bool
 }
 
-func newDependencies(reg prometheus.Registerer, log *slog.Logger, checks map[string]func(context.Context) error) (*dependencies, error) {
+// newDependencies starts the gauge at what start-up found: up, except
+// the names in down.
+func newDependencies(reg prometheus.Registerer, log *slog.Logger, checks map[string]func(context.Context) error, down ...string) (*dependencies, error) {
 	d := &dependencies{checks: checks, log: log, last: map[string]bool{},
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "omsd_dependency_up",
 			Help: "Whether the dependency answered its last check (1) or not (0): database, redis, broker. A broker down does not fail readiness (the outbox keeps the events).",
 		}, []string{"dependency"})}
 	for name := range checks {
-		d.up.WithLabelValues(name).Set(1) // start-up reached every one
-		d.last[name] = true
+		up, v := !slices.Contains(down, name), 0.0
+		if up {
+			v = 1
+		}
+		d.up.WithLabelValues(name).Set(v)
+		d.last[name] = up
 	}
 	if err := reg.Register(d.up); err != nil {
 		return nil, err

@@ -137,7 +137,7 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		"database": a.store.Ping,
 		"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
 		"broker":   func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) },
-	}); err != nil {
+	}, downAtStart(a.brokerDown, "broker")...); err != nil {
 		return err
 	}
 	if a.http, err = httpapi.New(httpapi.Config{
@@ -153,6 +153,13 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		httpapi.RateConfig{PerSec: a.cfg.ChannelRate, Burst: a.cfg.ChannelBurst}))
 	a.http.Register(httpapi.FulfillmentRoutes(a.fulfillment))
 	a.http.Register(httpapi.ReturnRoutes(returns))
+	return nil
+}
+
+func downAtStart(down bool, name string) []string {
+	if down {
+		return []string{name}
+	}
 	return nil
 }
 
