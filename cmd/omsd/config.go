@@ -54,6 +54,7 @@ type config struct {
 	ChannelBurst    int
 
 	// Customers and attribution.
+	CustomerMatch    bool          // match orders to customers (and bind them)
 	CustomerHashKeys string        // "id:secret,id:secret"; the first hashes new keys, all are matched
 	BindingPeriod    time.Duration // how long an attribution binding lasts
 	BindingPolicy    string        // keep_first or latest
@@ -266,6 +267,7 @@ func declareSettings(c *config) *settings {
 	dur(&c.AvailabilityTTL, "intake.availability-ttl", "OMS_INTAKE_AVAILABILITY_TTL", 2*time.Second, 0, "how long intake plans from the levels it last read or reserved before reading them again (the reservation script stays the authority; a plan the view cannot fill is made again on fresh levels); 0: read before every plan")
 	integer(&c.EventBatch, "wms.event-batch", "OMS_WMS_EVENT_BATCH", 64, 1, 10000, "most warehouse events applied in one SQL transaction; 1: one transaction per event")
 	integer(&c.WMSWorkers, "wms.workers", "OMS_WMS_WORKERS", 32, 1, 4096, "warehouse events applied concurrently (each shipment's in order); they gather into the event batches")
+	boolean(&c.CustomerMatch, "customers.match", "OMS_CUSTOMER_MATCH", true, "match every order to an omsd customer across channels and apply attribution bindings; false: orders keep the channel's customer id and their own attribution only")
 	str(&c.CustomerHashKeys, "customers.hash-keys", "OMS_CUSTOMER_HASH_KEYS", "", "keys of the HMAC that hashes customers' phones and emails for matching, as comma-separated id:secret pairs (unique ids, secrets of at least 16 bytes); the first hashes new keys, every listed one is still matched, so a key is rotated by putting a new one first", func(v string) error {
 		_, err := parseHashKeys(v)
 		return err
@@ -296,7 +298,7 @@ func (c *config) validate() error {
 	if c.AdminKey == "" {
 		missing = append(missing, "-admin.key (OMS_ADMIN_KEY)")
 	}
-	if c.CustomerHashKeys == "" {
+	if c.CustomerMatch && c.CustomerHashKeys == "" {
 		missing = append(missing, "-customers.hash-keys (OMS_CUSTOMER_HASH_KEYS)")
 	}
 	if len(missing) > 0 {

@@ -122,6 +122,8 @@ func TestGoodSettingsParseToTheirValues(t *testing.T) {
 				keys, err := parseHashKeys(c.CustomerHashKeys)
 				return err == nil && len(keys) == 2 && keys[0].ID == "k2" && keys[1].ID == "k1"
 			}},
+		{"no hash keys are needed without customer matching", map[string]string{"OMS_CUSTOMER_MATCH": "false", "OMS_CUSTOMER_HASH_KEYS": ""}, nil,
+			func(c *config) bool { return !c.CustomerMatch }},
 		{"the latest binding policy", map[string]string{"OMS_BINDING_POLICY": "latest"}, nil, func(c *config) bool { return c.BindingPolicy == "latest" }},
 	}
 	for _, tt := range tests {
