@@ -26,6 +26,9 @@ func main() {
 	case errors.Is(err, errAuditFailed):
 		fmt.Fprintln(os.Stderr, "oms-loadtest:", err)
 		os.Exit(2)
+	case errors.Is(err, errThresholdFailed):
+		fmt.Fprintln(os.Stderr, "oms-loadtest:", err)
+		os.Exit(3)
 	default:
 		fmt.Fprintln(os.Stderr, "oms-loadtest:", err)
 		os.Exit(1)

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,7 @@ Usage:
                     [--poisson] [--random-seed N] [--drain D] [--settle D]
                     [--audit-sample N] [--audit-concurrency N] [--quiet]
                     [--backoff D] [--no-retry-503] [--no-audit] [--fault KIND@OFFSET ...] [--return-share F]
+                    [--max-p99 D] [--max-error-rate F]
 
 Target flags (flags beat the env file, which beats the environment):
   --env FILE         a stack.env (KEY=VALUE lines: OMS_API_URL, OMS_API_URLS, OMS_ADMIN_KEY,
@@ -63,12 +66,26 @@ attempt failed is "gave up": the audit looks it up by external id and requires i
 with its shipments or not stored at all. --no-retry-503 counts a 503 carrying Retry-After instead
 of retrying it (overload measurements: the report gives the share answered 503).
 
-Exit status: 0 when the audit passes (or with --no-audit), 2 when it finds a fault or could not run,
-1 on errors.
-Run 'oms-loadtest seed -h' or 'oms-loadtest run -h' for every flag.
+Thresholds (off unless given): --max-p99 D fails the run when the p99 latency (from the intended
+send time, as the report gives it; from the actual send with --closed) exceeds D; --max-error-rate F
+when the share of scheduled orders that got no answer, were never sent or whose final answer was a
+5xx exceeds F (0 to 1). The run prints which threshold failed, with the measured value.
+
+` + runExitStatus + `Run 'oms-loadtest seed -h' or 'oms-loadtest run -h' for every flag.
 `
 
-var errAuditFailed = errors.New("audit failed")
+// runExitStatus is the exit status of oms-loadtest run (main.go).
+const runExitStatus = `Exit status of run:
+  0  the audit passes (or --no-audit) and every threshold holds
+  1  an error: bad arguments, a target that cannot be reached, a report that cannot be written
+  2  the audit found a fault or could not run (whatever the thresholds)
+  3  the audit passes (or --no-audit) but a threshold (--max-p99, --max-error-rate) failed
+`
+
+var (
+	errAuditFailed     = errors.New("audit failed")
+	errThresholdFailed = errors.New("threshold failed")
+)
 
 // run is the whole program; tests call it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -228,8 +245,30 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	sample := fs.Int("audit-sample", 20000, "read back every accepted order up to N, a random sample of N beyond (-1: all)")
 	auditConc := fs.Int("audit-concurrency", 32, "API reads in flight during the audit")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage of oms-loadtest run:")
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\n"+runExitStatus)
+	}
+	maxP99 := fs.Duration("max-p99", 0, "fail the run (exit 3) when the p99 latency exceeds this; 0: no threshold")
+	maxErrRate := fs.Float64("max-error-rate", 0, "fail the run (exit 3) when the share of orders without an answer, unsent or answered 5xx exceeds this (0 to 1); not given: no threshold")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	var th thresholds
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-p99":
+			th.maxP99 = *maxP99
+		case "max-error-rate":
+			th.checkErrors, th.maxErrorRate = true, *maxErrRate
+		}
+	})
+	if th.maxP99 < 0 {
+		return errors.New("--max-p99 must be >= 0")
+	}
+	if th.checkErrors && (*maxErrRate < 0 || *maxErrRate > 1) {
+		return errors.New("--max-error-rate must be in [0,1]")
 	}
 	tg, err := tf.resolve(fs, getenv)
 	if err != nil {
@@ -308,8 +347,16 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	fmt.Fprintf(stdout, "reports: %s %s\n", *jsonPath, *htmlPath)
+	failed := th.check(rep)
+	for _, f := range failed {
+		fmt.Fprintln(stdout, "threshold FAILED:", f)
+	}
+	var thErr error
+	if len(failed) > 0 {
+		thErr = fmt.Errorf("%w: %s", errThresholdFailed, strings.Join(failed, "; "))
+	}
 	if rep.NotAudited {
-		return nil
+		return thErr
 	}
 	if !rep.Passed() {
 		if rep.Audit == nil {
@@ -320,7 +367,47 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.GaveUpUnheld,
 			a.RefundsWithoutReceipt, a.ReturnsPastShipped, a.DuplicateReturnEvents, a.OrdersUnreadable, rep.Unresolved)
 	}
-	return nil
+	return thErr
+}
+
+// thresholds are the run's pass criteria besides the audit.
+type thresholds struct {
+	maxP99       time.Duration // 0: none
+	checkErrors  bool
+	maxErrorRate float64
+}
+
+// errorRate is the share of scheduled orders that got no answer, were
+// never sent, or whose final answer was a 5xx.
+func errorRate(rep *loadtest.Report) float64 {
+	if rep.Scheduled == 0 {
+		return 0
+	}
+	bad := rep.Errors + rep.Unsent
+	for k, n := range rep.StatusCounts {
+		if code, err := strconv.Atoi(k); err == nil && code >= 500 {
+			bad += n
+		}
+	}
+	return float64(bad) / float64(rep.Scheduled)
+}
+
+// check returns a line per failed threshold.
+func (th thresholds) check(rep *loadtest.Report) []string {
+	var failed []string
+	if th.maxP99 > 0 {
+		p99 := time.Duration(rep.LatencyMs.P99 * float64(time.Millisecond))
+		if p99 > th.maxP99 {
+			failed = append(failed, fmt.Sprintf("--max-p99 %s: p99 latency was %.2f ms", th.maxP99, rep.LatencyMs.P99))
+		}
+	}
+	if th.checkErrors {
+		if r := errorRate(rep); r > th.maxErrorRate {
+			failed = append(failed, fmt.Sprintf("--max-error-rate %g: error rate was %.4f (%d of %d scheduled orders unanswered, unsent or 5xx)",
+				th.maxErrorRate, r, int64(math.Round(r*float64(rep.Scheduled))), rep.Scheduled))
+		}
+	}
+	return failed
 }
 
 // faultList is the repeatable --fault flag.

@@ -49,6 +49,8 @@ type app struct {
 	fulfillment *oms.FulfillmentService
 	relay       *relay.Relay
 	consumer    *wmsevents.Consumer
+	deps        *dependencies
+	brokerDown  bool // at start-up
 }
 
 // newRedis opens a single-server or cluster client.
@@ -70,7 +72,10 @@ func newRedis(cfg config) (redis.UniversalClient, error) {
 }
 
 // newApp connects to every service and wires the components (wire.go).
-// On error everything opened so far is closed.
+// The database and Redis are waited for up to -start.timeout (an init job
+// or the database itself may still be starting), the broker for 5 s at
+// most: the outbox keeps events until it is up. On error everything opened
+// so far is closed.
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	defer func() {
@@ -84,7 +89,19 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err erro
 	if err := a.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
-	if a.store, err = pgstore.Open(ctx, pgstore.Config{URL: cfg.DatabaseURL, MaxConns: int32(cfg.PGMaxConns)}); err != nil {
+	if err := registerBuildInfo(a.reg, readBuildInfo()); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(cfg.StartTimeout)
+	redact := func(s string) string { return redactIn(s, cfg.DatabaseURL, cfg.RedisURL) }
+	if err := waitForDependency(ctx, log, "database", deadline, redact, func(ctx context.Context) error {
+		s, err := pgstore.Open(ctx, pgstore.Config{URL: cfg.DatabaseURL, MaxConns: int32(cfg.PGMaxConns)})
+		a.store = s
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.reg.Register(newPGPoolCollector(a.store.Pool())); err != nil {
 		return nil, err
 	}
 	if cfg.Migrate {
@@ -99,11 +116,44 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err erro
 	if a.rdb, err = newRedis(cfg); err != nil {
 		return nil, err
 	}
+	if err := waitForDependency(ctx, log, "redis", deadline, redact, func(ctx context.Context) error {
+		return a.rdb.Ping(ctx).Err()
+	}); err != nil {
+		return nil, err
+	}
+	if err := a.reg.Register(newRedisPoolCollector(a.rdb)); err != nil {
+		return nil, err
+	}
 	brokers := strings.Split(cfg.Brokers, ",")
+	for i := range brokers {
+		brokers[i] = strings.TrimSpace(brokers[i])
+	}
+	if err := waitForDependency(ctx, log, "broker", minTime(deadline, time.Now().Add(brokerStartWait)), redact, func(ctx context.Context) error {
+		return kafkabus.Ping(ctx, brokers)
+	}); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("starting without the broker: the outbox keeps events until it is reachable", "err", err)
+		a.brokerDown = true
+	}
 	if a.kafka, err = kafkabus.NewWriter(kafkabus.WriterConfig{Brokers: brokers}); err != nil {
 		return nil, err
 	}
+	if err := a.reg.Register(newKafkaWriterCollector(a.kafka)); err != nil {
+		return nil, err
+	}
 	return a, a.wire(ctx, brokers)
+}
+
+// brokerStartWait is how long start-up waits for the broker.
+const brokerStartWait = 5 * time.Second
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // run serves until ctx ends or a component fails, then shuts down in
@@ -145,6 +195,7 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 		"catalog: refresh":               func(ctx context.Context) error { return a.catalog.Run(ctx, time.Second) },
 		"inventory: reconcile":           a.reconciler.Run,
 		"inventory: sweep expired holds": a.sweep,
+		"omsd: check dependencies":       func(ctx context.Context) error { return a.deps.Run(ctx, 10*time.Second) },
 	})
 	if ready != nil {
 		ready(a.http.URL())
@@ -243,19 +294,40 @@ func debugServer(addr string, log *slog.Logger) *http.Server {
 	return dbg
 }
 
-func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg config
-	fs := flag.NewFlagSet("omsd serve", flag.ContinueOnError)
+// parseCommand parses a command's flags: the named settings (every one
+// when none is named) and the command's own (extra). A bad value is a
+// usageError naming the setting.
+func parseCommand(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet), names ...string) (*config, *settings, error) {
+	cfg := &config{}
+	ss := declareSettings(cfg)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flagSet(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	ss.bind(fs, names...)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := ss.parse(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, err
+		}
+		return nil, nil, usageError{fmt.Errorf("%s: %w", name, err)}
+	}
+	return cfg, ss, nil
+}
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, ss, err := parseCommand("omsd serve", args, getenv, stderr, nil)
+	if err != nil {
 		return err
 	}
 	if err := cfg.validate(); err != nil {
-		return err
+		return usageError{fmt.Errorf("omsd serve: %w", err)}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	a, err := newApp(ctx, cfg, log)
+	b := readBuildInfo()
+	log.Info("omsd starting", append([]any{"version", b.Version, "revision", b.Revision, "go", b.GoVersion},
+		slog.Group("config", ss.redacted()...))...)
+	a, err := newApp(ctx, *cfg, log)
 	if err != nil {
 		return err
 	}
@@ -264,18 +336,21 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg config
-	fs := flag.NewFlagSet("omsd migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.flagSet(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	cfg, _, err := parseCommand("omsd migrate", args, getenv, stderr, nil, "pg.url", "start.timeout", "log.level")
+	if err != nil {
 		return err
 	}
 	if cfg.DatabaseURL == "" {
-		return errors.New("missing -pg.url (OMS_DATABASE_URL)")
+		return usageError{errors.New("omsd migrate: missing -pg.url (OMS_DATABASE_URL)")}
 	}
-	s, err := pgstore.Open(ctx, pgstore.Config{URL: cfg.DatabaseURL})
-	if err != nil {
+	log := newLogger(stderr, cfg.LogLevel)
+	var s *pgstore.Store
+	if err := waitForDependency(ctx, log, "database", time.Now().Add(cfg.StartTimeout),
+		func(m string) string { return redactIn(m, cfg.DatabaseURL) },
+		func(ctx context.Context) (err error) {
+			s, err = pgstore.Open(ctx, pgstore.Config{URL: cfg.DatabaseURL})
+			return err
+		}); err != nil {
 		return err
 	}
 	defer s.Close()

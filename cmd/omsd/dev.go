@@ -32,7 +32,8 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	instances := fs.Int("instances", 1, "number of omsd serve processes, each on its own port")
 	debugAddr := fs.String("debug.addr", "", "listen address of net/http/pprof of the first instance (off when empty)")
 	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
-	logLevel := fs.String("log.level", "info", "log level of omsd dev and the omsd instances")
+	logLevel := new("info")
+	fs.Var(&enumValue{logLevel, logLevels}, "log.level", "log level of omsd dev and the omsd instances: debug, info, warn or error")
 	withSim := fs.Bool("wms-sim", true, "run the warehouse simulator on the stack's broker")
 	shipAfter := fs.Duration("wms.ship-after", 2*time.Second, "simulated time from shipment request to shipment")
 	shortPick := fs.Float64("wms.short-pick-share", 0.02, "share of shipments the simulator short-picks (re-sourced by omsd)")
@@ -45,13 +46,16 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.IntVar(&dc.Nodes, "demo.nodes", 12, "nodes of the demo")
 	fs.Int64Var(&dc.Stock, "demo.stock", 40, "units per warehouse and SKU in the demo (small, so hot SKUs sell out)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("omsd dev: unexpected arguments %q", fs.Args())
+		return usageError{fmt.Errorf("omsd dev: unexpected arguments %q", fs.Args())}
 	}
 	if *instances < 1 || *instances > 64 {
-		return errors.New("omsd dev: --instances must be in [1, 64]")
+		return usageError{errors.New("omsd dev: --instances must be in [1, 64]")}
 	}
 	firstPort, err := portOf(*httpAddr)
 	if err != nil {

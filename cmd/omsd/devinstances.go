@@ -65,7 +65,7 @@ func (in *instance) start() error {
 	cmd := exec.Command(in.exe, in.args...)
 	cmd.Env = in.env
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	cmd.SysProcAttr = instanceProcAttr()
 	err = cmd.Start()
 	lf.Close()
 	if err != nil {
@@ -214,7 +214,7 @@ func runChild(ctx context.Context, exe string, env []string, args ...string) err
 	cmd.Env = env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = oneShotProcAttr()
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("omsd %s: %w: %s", args[0], err, bytes.TrimSpace(out.Bytes()))
 	}

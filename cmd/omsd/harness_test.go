@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -38,8 +37,7 @@ type serverOpt func(*config)
 func newTestConfig(t testing.TB) (config, *localstack.Redis) {
 	t.Helper()
 	var cfg config
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	cfg.flagSet(fs, func(string) string { return "" })
+	declareSettings(&cfg) // the defaults
 	r := stacktest.NewRedis(t)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.DatabaseURL = stacktest.Database(t)

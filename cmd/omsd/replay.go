@@ -20,21 +20,24 @@ import (
 // (JSON lines) against today's nodes and live availability, and prints how
 // the plans differ, before anyone activates the draft.
 func cmdReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg config
-	fs := flag.NewFlagSet("omsd sourcing replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.flagSet(fs, getenv)
-	draftPath := fs.String("draft", "", "draft rule-set document (JSON)")
-	ordersPath := fs.String("orders", "", "past orders, one sourcing order per line (JSON lines)")
-	limit := fs.Int("limit", 100000, "most lines read from -orders")
-	if err := fs.Parse(args); err != nil {
+	var draftPath, ordersPath *string
+	var limit *int
+	cfg, _, err := parseCommand("omsd sourcing replay", args, getenv, stderr, func(fs *flag.FlagSet) {
+		draftPath = fs.String("draft", "", "draft rule-set document (JSON)")
+		ordersPath = fs.String("orders", "", "past orders, one sourcing order per line (JSON lines)")
+		limit = fs.Int("limit", 100000, "most lines read from -orders")
+	}, "pg.url", "redis.url", "redis.cluster")
+	if err != nil {
 		return err
 	}
 	if *draftPath == "" || *ordersPath == "" {
-		return errors.New("-draft and -orders are required")
+		return usageError{errors.New("omsd sourcing replay: -draft and -orders are required")}
 	}
 	if cfg.DatabaseURL == "" || cfg.RedisURL == "" {
-		return errors.New("missing -pg.url (OMS_DATABASE_URL) or -redis.url (OMS_REDIS_URL)")
+		return usageError{errors.New("omsd sourcing replay: missing -pg.url (OMS_DATABASE_URL) or -redis.url (OMS_REDIS_URL)")}
+	}
+	if err := cfg.checkRedis(); err != nil {
+		return usageError{err}
 	}
 	doc, err := os.ReadFile(*draftPath)
 	if err != nil {
@@ -62,7 +65,7 @@ func cmdReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	rdb, err := newRedis(cfg)
+	rdb, err := newRedis(*cfg)
 	if err != nil {
 		return err
 	}

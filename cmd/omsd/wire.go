@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -147,15 +146,21 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 		return err
 	}
 
-	// The HTTP API.
+	// The HTTP API. Readiness needs the database and Redis; a broker
+	// outage is absorbed by the outbox, so it only makes /readyz say
+	// "degraded" (and omsd_dependency_up{dependency="broker"} 0).
+	if a.deps, err = newDependencies(a.reg, a.log, map[string]func(context.Context) error{
+		"database": a.store.Ping,
+		"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+		"broker":   func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) },
+	}, downAtStart(a.brokerDown, "broker")...); err != nil {
+		return err
+	}
 	if a.http, err = httpapi.New(httpapi.Config{
 		Addr: a.cfg.HTTPAddr, AdminKey: a.cfg.AdminKey, MaxBodyBytes: a.cfg.MaxBodyBytes, Log: a.log,
-		Registerer: a.reg, Gatherer: a.reg,
-		ReadyChecks: map[string]func(context.Context) error{
-			"database": a.store.Ping,
-			"redis":    func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
-			"kafka":    func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) },
-		},
+		Registerer: a.reg, Gatherer: a.reg, AccessLog: a.cfg.AccessLog,
+		ReadyChecks:    map[string]func(context.Context) error{"database": a.deps.check("database"), "redis": a.deps.check("redis")},
+		DegradedChecks: map[string]func(context.Context) error{"broker": a.deps.check("broker")},
 	}, a.store); err != nil {
 		return err
 	}
@@ -165,6 +170,13 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	a.http.Register(httpapi.FulfillmentRoutes(a.fulfillment))
 	a.http.Register(httpapi.ReturnRoutes(returns))
 	a.http.Register(httpapi.CustomerRoutes(a.store))
+	return nil
+}
+
+func downAtStart(down bool, name string) []string {
+	if down {
+		return []string{name}
+	}
 	return nil
 }
 
@@ -202,22 +214,22 @@ func consumerGroup(databaseURL string) string {
 
 // cmdRebuild recomputes every Redis counter from the SQL ledger.
 func cmdRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg config
-	fs := flag.NewFlagSet("omsd inventory rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.flagSet(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	cfg, _, err := parseCommand("omsd inventory rebuild", args, getenv, stderr, nil, "pg.url", "redis.url", "redis.cluster")
+	if err != nil {
 		return err
 	}
 	if cfg.DatabaseURL == "" || cfg.RedisURL == "" {
-		return fmt.Errorf("missing -pg.url (OMS_DATABASE_URL) or -redis.url (OMS_REDIS_URL)")
+		return usageError{fmt.Errorf("omsd inventory rebuild: missing -pg.url (OMS_DATABASE_URL) or -redis.url (OMS_REDIS_URL)")}
+	}
+	if err := cfg.checkRedis(); err != nil {
+		return usageError{err}
 	}
 	store, err := pgstore.Open(ctx, pgstore.Config{URL: cfg.DatabaseURL})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rdb, err := newRedis(cfg)
+	rdb, err := newRedis(*cfg)
 	if err != nil {
 		return err
 	}

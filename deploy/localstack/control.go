@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -28,7 +27,7 @@ func (p *Postgres) Pause() error {
 	}
 	p.pauseMu.Lock()
 	defer p.pauseMu.Unlock()
-	if err := syscall.Kill(p.PID(), syscall.SIGSTOP); err != nil {
+	if err := freezePID(p.PID()); err != nil {
 		return fmt.Errorf("localstack: stop postgres: %w", err)
 	}
 	p.paused = true
@@ -47,7 +46,7 @@ func (p *Postgres) Pause() error {
 			if !stopped[k] {
 				stopped[k] = true
 				fresh++
-				_ = syscall.Kill(k, syscall.SIGSTOP) // a backend may have just exited
+				_ = freezePID(k) // a backend may have just exited
 			}
 		}
 		if fresh == 0 {
@@ -107,9 +106,9 @@ func (p *Postgres) resumeLocked() error {
 	}
 	kids, err := Descendants(p.PID())
 	for _, k := range kids {
-		_ = syscall.Kill(k, syscall.SIGCONT)
+		_ = thawPID(k)
 	}
-	if kerr := syscall.Kill(p.PID(), syscall.SIGCONT); kerr != nil && err == nil {
+	if kerr := thawPID(p.PID()); kerr != nil && err == nil {
 		err = fmt.Errorf("localstack: continue postgres: %w", kerr)
 	}
 	p.paused = false

@@ -100,7 +100,7 @@ func StartPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 	}
 	if _, err := os.Stat(filepath.Join(p.DataDir, "PG_VERSION")); err != nil {
 		cmd := exec.CommandContext(ctx, initdb, "-D", p.DataDir, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-instructions")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.SysProcAttr = credAttr(cred)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {

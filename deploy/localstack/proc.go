@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"strconv"
 	"syscall"
 	"time"
@@ -85,10 +84,12 @@ type child struct {
 	err  error
 }
 
-// startChild starts cmd with a parent-death signal so that the server dies
-// with us even if we are killed without a chance to clean up.
-func startChild(name string, cmd *exec.Cmd, deathSig syscall.Signal, cred *syscall.Credential) (*child, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: deathSig, Setpgid: true, Credential: cred}
+// startChild starts cmd in its own process group, under cred when it is
+// set, and (on Linux) with a parent-death signal so that the server dies
+// with us even if we are killed without a chance to clean up
+// (proc_linux.go, proc_other.go).
+func startChild(name string, cmd *exec.Cmd, deathSig syscall.Signal, cred *credential) (*child, error) {
+	cmd.SysProcAttr = childProcAttr(deathSig, cred)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("localstack: start %s: %w", name, err)
 	}
@@ -128,19 +129,4 @@ func (c *child) stop(sig syscall.Signal, grace time.Duration) error {
 		<-c.done
 		return fmt.Errorf("localstack: %s (pid %d) did not stop within %s; killed", c.name, c.PID(), grace)
 	}
-}
-
-// postgresCredential returns the credential to run PostgreSQL under: the
-// postgres user when we are root (initdb refuses root), nil otherwise.
-func postgresCredential() (*syscall.Credential, int, int, error) {
-	if os.Geteuid() != 0 {
-		return nil, os.Getuid(), os.Getgid(), nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("localstack: running as root needs the postgres user to run PostgreSQL (install the Debian package postgresql): %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
 }

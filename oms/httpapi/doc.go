@@ -30,7 +30,8 @@
 //
 // Each group is registered by one function:
 //   - Server.routes: /healthz, /readyz (pings every ReadyCheck, 503 naming
-//     the failing one), /metrics, POST /v1/channels (admin) and the 404 for
+//     the failing one; a failing DegradedCheck is a 200 "degraded" naming
+//     it), /metrics, POST /v1/channels (admin) and the 404 for
 //     everything else;
 //   - registerOrderRoutes (from OrderRoutes): a channel submits and reads
 //     its own orders; another channel's order is a 404;

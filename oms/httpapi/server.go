@@ -29,7 +29,15 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReadyChecks are run by /readyz; each must answer within a second.
 	ReadyChecks map[string]func(ctx context.Context) error
-	Log         *slog.Logger
+	// DegradedChecks are run by /readyz too, but a failing one only
+	// reports the instance "degraded" (200): a dependency whose outage
+	// the instance absorbs (the broker, behind the outbox).
+	DegradedChecks map[string]func(ctx context.Context) error
+	// AccessLog logs every request at info level: method, route pattern,
+	// status, duration, response bytes and request id; never the query
+	// string, a header or a body.
+	AccessLog bool
+	Log       *slog.Logger
 	// Auth tunes the memory of keys and the limit on failed
 	// authentications.
 	Auth AuthConfig
@@ -187,6 +195,7 @@ func requestID(ctx context.Context) string {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -200,7 +209,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
 }
 
 // middleware adds the request id, recovers panics and records metrics by
@@ -234,8 +245,13 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				route = "unmatched"
 			}
 			status := strconv.Itoa(sw.status)
+			took := time.Since(start)
 			s.requests.WithLabelValues(route, status).Inc()
-			s.latency.WithLabelValues(route, status).Observe(time.Since(start).Seconds())
+			s.latency.WithLabelValues(route, status).Observe(took.Seconds())
+			if s.cfg.AccessLog {
+				s.log.Info("http request", "method", r.Method, "route", route, "status", sw.status,
+					"duration_ms", float64(took.Microseconds())/1000, "bytes", sw.bytes, "request_id", id)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -245,29 +261,38 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz really pings every dependency; any failure is a 503 naming it.
+// readyz really pings every dependency; a failing ReadyCheck is a 503
+// naming it, a failing DegradedCheck a 200 "degraded" naming it.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	type result struct {
-		name string
-		err  error
+		name     string
+		degraded bool
+		err      error
 	}
-	results := make(chan result, len(s.cfg.ReadyChecks))
-	for name, check := range s.cfg.ReadyChecks {
-		go func() {
-			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-			defer cancel()
-			results <- result{name, check(ctx)}
-		}()
+	n := len(s.cfg.ReadyChecks) + len(s.cfg.DegradedChecks)
+	results := make(chan result, n)
+	for degraded, checks := range []map[string]func(context.Context) error{s.cfg.ReadyChecks, s.cfg.DegradedChecks} {
+		for name, check := range checks {
+			go func() {
+				ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+				defer cancel()
+				results <- result{name, degraded == 1, check(ctx)}
+			}()
+		}
 	}
 	checks := map[string]string{}
-	ok := true
-	for range s.cfg.ReadyChecks {
+	ok, degraded := true, false
+	for range n {
 		res := <-results
-		if res.err != nil {
+		switch {
+		case res.err == nil:
+			checks[res.name] = "ok"
+		case res.degraded:
+			degraded = true
+			checks[res.name] = "degraded: " + res.err.Error()
+		default:
 			ok = false
 			checks[res.name] = "failing: " + res.err.Error()
-		} else {
-			checks[res.name] = "ok"
 		}
 	}
 	if !ok {
@@ -279,5 +304,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+	status := "ready"
+	if degraded {
+		status = "degraded"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "checks": checks})
 }

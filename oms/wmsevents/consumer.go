@@ -80,6 +80,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// SessionTimeout of the group membership; default 10s.
 	SessionTimeout time.Duration
+	// LagInterval is how often the group's lag is read from the broker
+	// (committed offsets against high watermarks); default 5s.
+	LagInterval time.Duration
 	// Logger; default discards.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -119,6 +122,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.LagInterval <= 0 {
+		c.LagInterval = 5 * time.Second
+	}
 }
 
 // DeadLetterTopic is the default dead-letter topic.
@@ -134,6 +140,8 @@ type Consumer struct {
 	dead     *prometheus.CounterVec
 	retrying prometheus.Gauge
 	lag      *prometheus.GaugeVec
+
+	partitionLag *prometheus.GaugeVec
 }
 
 type dlqWriter interface {
@@ -160,11 +168,16 @@ func New(cfg Config, app Applier) (*Consumer, error) {
 		Help: "Warehouse events waiting for a retry after a transient error (their worker and partition wait with them).",
 	})
 	c.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "omsd_consumer_lag_messages", Help: "Messages behind the end of the topic, as the consumer last saw it.",
+		Name: "omsd_consumer_lag_messages",
+		Help: "Messages of the topic the consumer group has not committed yet: the partitions' high watermarks less the group's committed offsets, read from the broker.",
 	}, []string{"topic"})
 	c.lag.WithLabelValues(cfg.Topic).Set(0) // exported from the start
+	c.partitionLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "omsd_consumer_partition_lag_messages",
+		Help: "omsd_consumer_lag_messages by partition.",
+	}, []string{"topic", "partition"})
 	if cfg.Registerer != nil {
-		for _, col := range []prometheus.Collector{c.events, c.dead, c.retrying, c.lag} {
+		for _, col := range []prometheus.Collector{c.events, c.dead, c.retrying, c.lag, c.partitionLag} {
 			if err := cfg.Registerer.Register(col); err != nil {
 				return nil, fmt.Errorf("wmsevents: register metrics: %w", err)
 			}
@@ -189,6 +202,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer w.Close()
 	c.dlq = w
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		c.watchLag(lagCtx)
+	}()
+	defer func() {
+		stopLag()
+		<-lagDone
+	}()
 	backoff := time.Duration(0)
 	for {
 		err := c.session(ctx)
@@ -290,20 +313,6 @@ func (c *Consumer) session(parent context.Context) error {
 			}
 			for range n {
 				<-slots
-			}
-		}
-	}()
-
-	// Lag gauge.
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				c.lag.WithLabelValues(c.cfg.Topic).Set(float64(r.Stats().Lag))
 			}
 		}
 	}()
