@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/omsd/omsd/oms"
 	"io"
 	"log/slog"
 	"math"
@@ -269,7 +270,10 @@ func declareSettings(c *config) *settings {
 	integer(&c.WMSWorkers, "wms.workers", "OMS_WMS_WORKERS", 32, 1, 4096, "warehouse events applied concurrently (each shipment's in order); they gather into the event batches")
 	boolean(&c.CustomerMatch, "customers.match", "OMS_CUSTOMER_MATCH", true, "match every order to an omsd customer across channels and apply attribution bindings; false: orders keep the channel's customer id and their own attribution only")
 	str(&c.CustomerHashKeys, "customers.hash-keys", "OMS_CUSTOMER_HASH_KEYS", "", "keys of the HMAC that hashes customers' phones and emails for matching, as comma-separated id:secret pairs (unique ids, secrets of at least 16 bytes); the first hashes new keys, every listed one is still matched, so a key is rotated by putting a new one first", func(v string) error {
-		_, err := parseHashKeys(v)
+		if v == "" {
+			return nil
+		}
+		_, err := oms.ParseHashKeys(v)
 		return err
 	}).secret = true
 	dur(&c.BindingPeriod, "attribution.binding-period", "OMS_BINDING_PERIOD", 365*24*time.Hour, 1, "how long a customer stays bound to the associate, store and distributor that first brought them")
@@ -333,39 +337,6 @@ func (c *config) checkRedis() error {
 		return fmt.Errorf("-redis.url (OMS_REDIS_URL): not a Redis URL (redis://[user:password@]host:port/db): %s", redactIn(err.Error(), c.RedisURL))
 	}
 	return nil
-}
-
-// hashKey is one customer-hash key; the secret is never printed.
-type hashKey struct {
-	ID     string
-	Secret []byte
-}
-
-// parseHashKeys reads "id:secret,id:secret": ids non-empty and unique,
-// secrets of at least 16 bytes. Errors name the key by its position and id,
-// never by its secret.
-func parseHashKeys(v string) ([]hashKey, error) {
-	if v == "" {
-		return nil, nil
-	}
-	var keys []hashKey
-	seen := map[string]bool{}
-	for i, part := range strings.Split(v, ",") {
-		id, secret, ok := strings.Cut(strings.TrimSpace(part), ":")
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("key %d is not id:secret", i+1)
-		case id == "":
-			return nil, fmt.Errorf("key %d has an empty id", i+1)
-		case seen[id]:
-			return nil, fmt.Errorf("key %d: id %q is listed twice", i+1, id)
-		case len(secret) < 16:
-			return nil, fmt.Errorf("key %d (id %q): the secret has %d bytes, at least 16 are needed", i+1, id, len(secret))
-		}
-		seen[id] = true
-		keys = append(keys, hashKey{ID: id, Secret: []byte(secret)})
-	}
-	return keys, nil
 }
 
 func checkHostPort(v string) error {
@@ -587,7 +558,7 @@ func (ss *settings) redacted() []any {
 		v := s.value.String()
 		switch {
 		case s.name == "customers.hash-keys":
-			keys, _ := parseHashKeys(v)
+			keys, _ := oms.ParseHashKeys(v)
 			ids := make([]string, len(keys))
 			for i, k := range keys {
 				ids[i] = k.ID + ":[redacted]"

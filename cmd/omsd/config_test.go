@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/omsd/omsd/oms"
 	"os"
 	"os/exec"
 	"strings"
@@ -119,7 +120,7 @@ func TestGoodSettingsParseToTheirValues(t *testing.T) {
 		{"a bool flag without a value", nil, []string{"-http.access-log"}, func(c *config) bool { return c.AccessLog }},
 		{"rotated hash keys", map[string]string{"OMS_CUSTOMER_HASH_KEYS": "k2:customer-secret-4567, k1:customer-secret-0123"}, nil,
 			func(c *config) bool {
-				keys, err := parseHashKeys(c.CustomerHashKeys)
+				keys, err := oms.ParseHashKeys(c.CustomerHashKeys)
 				return err == nil && len(keys) == 2 && keys[0].ID == "k2" && keys[1].ID == "k1"
 			}},
 		{"no hash keys are needed without customer matching", map[string]string{"OMS_CUSTOMER_MATCH": "false", "OMS_CUSTOMER_HASH_KEYS": ""}, nil,
