@@ -56,7 +56,9 @@ func TestAuditFindsRefundsWithoutReceiptReturnsPastShippedAndDoubleEvents(t *tes
 	if a := returnAudit(7, nil, true, nil); a.RefundsWithoutReceipt != 1 || a.Clean() {
 		t.Errorf("refunded with nothing received: got %+v", a)
 	}
-	ev := func(id, typ string) ReturnEvent { return ReturnEvent{EventID: id, Type: typ, ReturnID: "r1", OrderID: "o1"} }
+	ev := func(id, typ string) ReturnEvent {
+		return ReturnEvent{EventID: id, Type: typ, ReturnID: "r1", OrderID: "o1"}
+	}
 	inOrder := []ReturnEvent{ev("e1", "return.requested"), ev("e2", "return.received"), ev("e2", "return.received"), ev("e3", "return.refunded")}
 	if a := returnAudit(9, got, true, inOrder); !a.Clean() || a.ReturnEvents != 4 {
 		t.Errorf("in order, one redelivery: got %+v", a)
