@@ -4,7 +4,7 @@ GOFLAGS   ?=
 STATE_DIR ?= .oms-dev
 export GOFLAGS
 
-.PHONY: deps demo dev test test-short bench lint build
+.PHONY: deps demo dev test test-short bench lint build rules
 
 ## deps: install the service binaries the local stack runs (Debian/Ubuntu) and the Go modules
 deps:
@@ -18,6 +18,11 @@ deps:
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "deps: redis-server, redis-cli, kcat and PostgreSQL are installed"; fi
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "installing: prometheus (for promtool)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
 	$(GO) mod download
 
 build:
@@ -39,6 +44,11 @@ test: deps
 ## bench: alternatives side by side (Redis vs SQL, group vs per-order commit, sourcing sizes), the capacity stage (HTTP ceiling, closed-loop capacity, CPU per order, open-model p99) and the end-to-end ramp
 bench: deps
 	$(GO) run ./cmd/oms-bench -out bench/results
+
+## rules: check the Prometheus scrape configuration and alerting rules and run the rules' unit tests (promtool, from make deps)
+rules:
+	@command -v promtool >/dev/null 2>&1 || { echo "promtool not found: run make deps (Debian package prometheus)"; exit 1; }
+	cd deploy/prometheus && promtool check config prometheus.yml && promtool check rules alerts.yml && promtool test rules alerts_test.yml
 
 lint:
 	$(GO) vet ./...

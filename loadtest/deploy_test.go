@@ -2,7 +2,9 @@ package loadtest
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -47,6 +49,40 @@ var serverMetrics = map[string]bool{
 }
 
 var metricRE = regexp.MustCompile(`\bomsd_[a-z0-9_]+`)
+
+// metricNameRE finds the metric families the server declares
+// (prometheus.CounterOpts{Name: "omsd_..."} and the like).
+var metricNameRE = regexp.MustCompile(`Name:\s*"(omsd_[a-z0-9_]+)"`)
+
+// codeMetrics returns every metric family the server's code declares, read
+// from the non-test Go files of the server's packages, so that an alert or
+// a panel on a metric that was renamed or never existed fails here.
+func codeMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, dir := range []string{"../oms", "../inventory", "../cmd/omsd", "../sourcing"} {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range metricNameRE.FindAllStringSubmatch(string(b), -1) {
+				out[m[1]] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(out) < len(serverMetrics) {
+		t.Fatalf("found only %d metric names in the code", len(out))
+	}
+	return out
+}
 
 // families returns the metric families an expression uses (histogram
 // series suffixes stripped).
@@ -199,6 +235,7 @@ func TestPrometheusAlertRulesAreValid(t *testing.T) {
 	if err := dec.Decode(&f); err != nil {
 		t.Fatalf("alerts.yml: %v", err)
 	}
+	code := codeMetrics(t)
 	byMetric := map[string][]string{}
 	names := map[string]bool{}
 	for _, g := range f.Groups {
@@ -224,9 +261,14 @@ func TestPrometheusAlertRulesAreValid(t *testing.T) {
 			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
 				t.Errorf("%s: needs a summary and a description", r.Alert)
 			}
+			if len(families(r.Expr)) == 0 && !strings.Contains(r.Expr, `up{job="omsd"}`) {
+				t.Errorf("%s: expression %q uses no omsd metric", r.Alert, r.Expr)
+			}
+			// Keyed by the whole expression too, for the alerts on up{job="omsd"}.
+			byMetric[r.Expr] = append(byMetric[r.Expr], r.Expr+" for "+r.For)
 			for _, m := range families(r.Expr) {
-				if !serverMetrics[m] {
-					t.Errorf("%s uses unknown metric %s", r.Alert, m)
+				if !code[m] {
+					t.Errorf("%s uses metric %s, which the server does not declare", r.Alert, m)
 				}
 				byMetric[m] = append(byMetric[m], r.Expr+" for "+r.For)
 			}
@@ -242,6 +284,14 @@ func TestPrometheusAlertRulesAreValid(t *testing.T) {
 		{"omsd_wmsevents_retrying_events", "> 0 for 5m"},
 		{"omsd_http_requests_total", `status=~"5.."`},
 		{"omsd_http_request_duration_seconds", "histogram_quantile(0.99"},
+		{`up{job="omsd"} == 0`, "== 0 for 2m"},
+		{`absent(up{job="omsd"})`, "absent("},
+		{"omsd_intake_commit_failures_total", `{cause="store"}[5m])) > 0`},
+		{"omsd_intake_commit_failures_total", `cause=~"data|lease"`},
+		{"omsd_outbox_publish_failures_total", "[5m])) > 0 for 5m"},
+		{"omsd_fulfillment_stock_side_effect_errors_total", "sum by (instance, op) (increase("},
+		{"omsd_consumer_lag_messages", "> 10000 for 5m"},
+		{"omsd_returns_restock_errors_total", "increase("},
 	} {
 		found := false
 		for _, e := range byMetric[want.metric] {
@@ -249,6 +299,167 @@ func TestPrometheusAlertRulesAreValid(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("no alert on %s containing %q (got %q)", want.metric, want.contains, byMetric[want.metric])
+		}
+	}
+}
+
+// TestServerMetricsExistInTheCode keeps the dashboard's list of metric
+// families in step with what the server declares.
+func TestServerMetricsExistInTheCode(t *testing.T) {
+	code := codeMetrics(t)
+	for m := range serverMetrics {
+		if !code[m] {
+			t.Errorf("serverMetrics lists %s, which the server does not declare (renamed?)", m)
+		}
+	}
+}
+
+// alertRule is one alerting rule of alerts.yml, as far as these tests read it.
+type alertRule struct {
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+func readAlertRules(t *testing.T) []alertRule {
+	t.Helper()
+	var f struct {
+		Groups []struct {
+			Name  string      `yaml:"name"`
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	decodeKnownFields(t, "../deploy/prometheus/alerts.yml", &f)
+	var out []alertRule
+	for _, g := range f.Groups {
+		out = append(out, g.Rules...)
+	}
+	if len(out) == 0 {
+		t.Fatal("alerts.yml has no rules")
+	}
+	return out
+}
+
+func decodeKnownFields(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+const runbookURL = "https://github.com/omsd/omsd/blob/main/deploy/RUNBOOK.md"
+
+// TestEveryAlertHasARunbookSection checks that each alert links its own
+// section of deploy/RUNBOOK.md, that the section exists and says what the
+// alert means, how to check and what to do, and that the runbook has no
+// section for an alert that is gone.
+func TestEveryAlertHasARunbookSection(t *testing.T) {
+	b, err := os.ReadFile("../deploy/RUNBOOK.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string]string{}
+	parts := regexp.MustCompile(`(?m)^## `).Split(string(b), -1)
+	for _, p := range parts[1:] {
+		title, body, _ := strings.Cut(p, "\n")
+		sections[strings.TrimSpace(title)] = body
+	}
+	alerts := map[string]bool{}
+	for _, r := range readAlertRules(t) {
+		alerts[r.Alert] = true
+		// GitHub's anchor of "## OmsdFoo" is #omsdfoo.
+		if want := runbookURL + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+			t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+		}
+		body, ok := sections[r.Alert]
+		if !ok {
+			t.Errorf("%s: no section \"## %s\" in deploy/RUNBOOK.md", r.Alert, r.Alert)
+			continue
+		}
+		for _, part := range []string{"**What it means.**", "**How to check.**", "**What to do.**"} {
+			if !strings.Contains(body, part) {
+				t.Errorf("RUNBOOK.md %s: no %s paragraph", r.Alert, part)
+			}
+		}
+		if len(body) < 300 {
+			t.Errorf("RUNBOOK.md %s: %d characters is too short to help anyone", r.Alert, len(body))
+		}
+	}
+	for title := range sections {
+		if strings.HasPrefix(title, "Omsd") && !alerts[title] {
+			t.Errorf("RUNBOOK.md has a section for %s, which is no alert", title)
+		}
+	}
+}
+
+// TestEveryAlertHasAUnitTest checks that deploy/prometheus/alerts_test.yml
+// (run by promtool test rules) has, for every alert, a case where it fires
+// with its severity and runbook link, and a case where it does not.
+func TestEveryAlertHasAUnitTest(t *testing.T) {
+	var f struct {
+		RuleFiles          []string `yaml:"rule_files"`
+		EvaluationInterval string   `yaml:"evaluation_interval"`
+		Tests              []struct {
+			Interval    string `yaml:"interval"`
+			InputSeries []struct {
+				Series string `yaml:"series"`
+				Values string `yaml:"values"`
+			} `yaml:"input_series"`
+			AlertRuleTest []struct {
+				EvalTime  string `yaml:"eval_time"`
+				Alertname string `yaml:"alertname"`
+				ExpAlerts []struct {
+					ExpLabels      map[string]string `yaml:"exp_labels"`
+					ExpAnnotations map[string]string `yaml:"exp_annotations"`
+				} `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	decodeKnownFields(t, "../deploy/prometheus/alerts_test.yml", &f)
+	if len(f.RuleFiles) != 1 || f.RuleFiles[0] != "alerts.yml" {
+		t.Errorf("alerts_test.yml tests %v, want alerts.yml", f.RuleFiles)
+	}
+	rules := map[string]alertRule{}
+	for _, r := range readAlertRules(t) {
+		rules[r.Alert] = r
+	}
+	fires, quiet := map[string]bool{}, map[string]bool{}
+	for _, tc := range f.Tests {
+		for _, at := range tc.AlertRuleTest {
+			r, ok := rules[at.Alertname]
+			if !ok {
+				t.Errorf("alerts_test.yml tests %q, which is no alert", at.Alertname)
+				continue
+			}
+			if len(at.ExpAlerts) == 0 {
+				quiet[at.Alertname] = true
+				continue
+			}
+			fires[at.Alertname] = true
+			for _, ea := range at.ExpAlerts {
+				if ea.ExpLabels["severity"] != r.Labels["severity"] {
+					t.Errorf("%s at %s: expected severity %q, the rule has %q", at.Alertname, at.EvalTime, ea.ExpLabels["severity"], r.Labels["severity"])
+				}
+				if ea.ExpAnnotations["runbook_url"] != r.Annotations["runbook_url"] || ea.ExpAnnotations["summary"] == "" || ea.ExpAnnotations["description"] == "" {
+					t.Errorf("%s at %s: expected annotations must include the runbook_url, the summary and the description", at.Alertname, at.EvalTime)
+				}
+			}
+		}
+	}
+	for name := range rules {
+		if !fires[name] {
+			t.Errorf("alerts_test.yml has no case where %s fires", name)
+		}
+		if !quiet[name] {
+			t.Errorf("alerts_test.yml has no case where %s stays quiet", name)
 		}
 	}
 }
