@@ -51,7 +51,7 @@ var (
 	// The settings omsd serve reads from the environment, and the ones
 	// its validate() refuses to start without, read from the code so that
 	// a renamed or new required setting fails here.
-	declaredEnvRE = regexp.MustCompile(`env[A-Za-z]*\("(OMS_[A-Z0-9_]+)"`)
+	declaredEnvRE = regexp.MustCompile(`\(&c\.[A-Za-z]+, "[a-z0-9.-]+", "(OMS_[A-Z0-9_]+)"`)
 	requiredEnvRE = regexp.MustCompile(`missing = append\(missing, "[^"]*\((OMS_[A-Z0-9_]+)\)"\)`)
 )
 

@@ -3,7 +3,7 @@
 // container health check of the compose file and the readiness probe of the
 // Kubernetes manifests.
 //
-//	omsd-probe [-timeout 2s] [-tolerate kafka] URL
+//	omsd-probe [-timeout 2s] [-tolerate broker] URL
 //
 // It exits 0 when URL answers 2xx. With -tolerate, a 503 from /readyz whose
 // failing checks are all tolerated also exits 0: the outbox absorbs a broker
@@ -40,7 +40,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("omsd-probe", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 2*time.Second, "time allowed for the whole request")
-	tolerate := fs.String("tolerate", "", "comma-separated /readyz checks whose failure still counts as ready (e.g. kafka)")
+	tolerate := fs.String("tolerate", "", "comma-separated /readyz checks whose failure still counts as ready (e.g. broker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // failingChecks reads the names of the failing checks from /readyz's 503
-// problem document ({"checks": {"kafka": "failing: ..."}}).
+// problem document ({"checks": {"broker": "failing: ..."}}).
 func failingChecks(status int, body []byte) ([]string, error) {
 	if status != http.StatusServiceUnavailable {
 		return nil, errors.New("not a readiness answer")
