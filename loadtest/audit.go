@@ -63,6 +63,9 @@ type AuditInput struct {
 	Returns          []ReturnRecord
 	ReturnEvents     []ReturnEvent
 	ReturnEventsRead bool
+	// Answers are the accepted orders as answered (buyer, omsd customer,
+	// attribution), for the binding check.
+	Answers []AcceptedOrder
 }
 
 // GaveUpOrder is an order whose client gave up, looked up by external id.
@@ -126,6 +129,10 @@ type AuditResult struct {
 	RefundsWithoutReceipt int   `json:"refunds_without_receipt"`
 	ReturnsPastShipped    int   `json:"returns_past_shipped"`
 	DuplicateReturnEvents int   `json:"duplicate_return_events"`
+	// Customers: orders that had to inherit a binding, and those that
+	// came back without it (auditBindings).
+	BindingsChecked int `json:"bindings_checked"`
+	BindingsMissing int `json:"bindings_missing"`
 	// Notes say what was skipped or estimated.
 	Notes []string `json:"notes,omitempty"`
 
@@ -138,7 +145,7 @@ type AuditResult struct {
 func (r AuditResult) Clean() bool {
 	return r.OversoldUnits == 0 && r.MissingOrders == 0 && r.DuplicateShipments == 0 &&
 		r.LeakedUnits == 0 && r.UnpaidShipments == 0 && r.GaveUpUnheld == 0 &&
-		r.RefundsWithoutReceipt == 0 && r.ReturnsPastShipped == 0 && r.DuplicateReturnEvents == 0
+		r.RefundsWithoutReceipt == 0 && r.ReturnsPastShipped == 0 && r.DuplicateReturnEvents == 0 && r.BindingsMissing == 0
 }
 
 // MaxFindings caps AuditResult.Findings.
@@ -175,7 +182,8 @@ func (r *AuditResult) find(f Finding) {
 // A returned sellable unit is in on hand again: counted back once it is
 // consumed + restocked = L; a restock lost or applied twice shows as a
 // leak. refunds_without_receipt, returns_past_shipped and
-// duplicate_return_events are the after-sales checks (returns.go).
+// duplicate_return_events are the after-sales checks (returns.go);
+// bindings_missing the customer check (customers.go).
 //
 // missing_orders counts checked orders the API did not find (404).
 //
@@ -194,6 +202,7 @@ func (r *AuditResult) find(f Finding) {
 // an accepted order), or not stored at all.
 func Audit(in AuditInput) AuditResult {
 	var res AuditResult
+	auditBindings(in.Answers, &res)
 	res.OrdersAccepted = len(in.Orders)
 	for _, g := range in.GaveUp {
 		res.GaveUpOrders++

@@ -382,7 +382,14 @@ type OrderView struct {
 	Status        string      `json:"status"`
 	PaymentStatus string      `json:"payment_status"`
 	ReservedUntil lenientTime `json:"reserved_until"`
-	Shipments     []struct {
+	Customer      struct {
+		OmsdID string `json:"omsd_id"`
+	} `json:"customer"`
+	Attribution struct {
+		Associate string `json:"associate"`
+		Source    string `json:"source"`
+	} `json:"attribution"`
+	Shipments []struct {
 		Status string `json:"status"`
 		Lines  []Line `json:"lines"`
 	} `json:"shipments"`

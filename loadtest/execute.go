@@ -169,6 +169,7 @@ func Execute(ctx context.Context, o Options) (*Report, error) {
 			in.ReturnEventsRead = true
 		}
 	}
+	in.Answers = res.Accepted
 	a := Audit(in)
 	a.Notes = append(notes, a.Notes...)
 	rep.Audit = &a

@@ -265,6 +265,8 @@ figure{margin:0 0 24px}
 <p>{{if eq .R.Mode "closed"}}<b>Closed loop</b>: {{.R.Workers}} clients, each sending its next order when the previous one is answered (no offered rate; latency = service time), for {{f1 .R.DurationS}}s{{else}}Profile <b>{{.R.Profile}}</b>, peak {{f1 .R.PeakRate}}/s for {{f1 .R.DurationS}}s{{end}}
 (elapsed {{f1 .R.ElapsedS}}s), {{.R.Workers}} workers, target {{.R.Target}}, started {{.R.StartedAt.Format "2006-01-02 15:04:05 UTC"}}.
 {{if .R.Interrupted}}<b class="fail">Interrupted.</b>{{end}}</p>
+{{with .R.Customers}}<p>Customers: {{.Buyers}} buyers, {{.CrossChannel}} through two or more channels, {{.Matched}} matched as one customer, {{.Split}} split;
+{{.Attributed}} attributed orders, {{.Inherited}} inherited a binding.</p>{{end}}
 <h2>Audit:
 {{if not .R.Audit}}<span class="fail">NOT RUN</span> {{.R.AuditError}}
 {{else if .R.Passed}}<span class="pass">PASS</span>{{else}}<span class="fail">FAIL</span>{{end}}</h2>
@@ -279,6 +281,7 @@ figure{margin:0 0 24px}
 <tr><td class="l">refunds_without_receipt</td><td>{{.RefundsWithoutReceipt}}</td></tr>
 <tr><td class="l">returns_past_shipped</td><td>{{.ReturnsPastShipped}}</td></tr>
 <tr><td class="l">duplicate_return_events</td><td>{{.DuplicateReturnEvents}}</td></tr>{{end}}
+<tr><td class="l">bindings_missing (of orders due a binding)</td><td>{{.BindingsMissing}} ({{.BindingsChecked}})</td></tr>
 <tr><td class="l">orders accepted / read back / unreadable</td><td>{{.OrdersAccepted}} / {{.OrdersChecked}}{{if .Sampled}} (sample){{end}} / {{.OrdersUnreadable}}</td></tr>
 <tr><td class="l">SKUs / shipment events</td><td>{{.SKUsChecked}} / {{if .ShipmentsChecked}}{{.ShipmentEvents}}{{else}}not read{{end}}</td></tr>
 </table>

@@ -15,13 +15,18 @@ type (
 		ShipTo      address     `json:"ship_to"`
 		Lines       []orderLine `json:"lines"`
 		Currency    string      `json:"currency"`
-		Payment     payment     `json:"payment"`
-		Fulfillment fulfillment `json:"fulfillment"`
+		Payment     payment      `json:"payment"`
+		Fulfillment fulfillment  `json:"fulfillment"`
+		Attribution *attribution `json:"attribution,omitempty"`
 	}
 	customer struct {
 		ID    string `json:"id"`
-		Email string `json:"email"`
+		Email string `json:"email,omitempty"`
 		Phone string `json:"phone"`
+	}
+	attribution struct {
+		Associate   string `json:"associate,omitempty"`
+		Distributor string `json:"distributor,omitempty"`
 	}
 	address struct {
 		Name       string  `json:"name"`
@@ -68,6 +73,15 @@ type MixConfig struct {
 	// ZipfS is the Zipf exponent among hot SKUs (> 1): P(rank k) ∝
 	// (1+k)^-s. Default 1.1.
 	ZipfS float64
+	// Buyers is the number of distinct buyers. A buyer has one phone (and
+	// an email on half of its orders) and a customer id of its own in
+	// each channel, as channels know buyers under their own ids; the OMS
+	// is to see one customer. Default 50,000.
+	Buyers int
+	// AttributedShare is the share of orders that carry an attribution
+	// (one of 100 associates and 10 distributors). Default 0.2; negative:
+	// none.
+	AttributedShare float64
 }
 
 func (m *MixConfig) setDefaults(nSKUs int) {
@@ -84,6 +98,12 @@ func (m *MixConfig) setDefaults(nSKUs int) {
 	if m.ZipfS == 0 {
 		m.ZipfS = 1.1
 	}
+	if m.Buyers <= 0 {
+		m.Buyers = 50_000
+	}
+	if m.AttributedShare == 0 {
+		m.AttributedShare = 0.2
+	}
 }
 
 func (m MixConfig) validate() error {
@@ -92,6 +112,9 @@ func (m MixConfig) validate() error {
 	}
 	if m.HotShare < 0 || m.HotShare > 1 {
 		return fmt.Errorf("loadtest: hot share must be in [0,1], got %v", m.HotShare)
+	}
+	if m.AttributedShare > 1 {
+		return fmt.Errorf("loadtest: attributed share must be at most 1, got %v", m.AttributedShare)
 	}
 	if !(m.ZipfS > 1) {
 		return fmt.Errorf("loadtest: zipf exponent must be > 1, got %v", m.ZipfS)
@@ -162,6 +185,8 @@ type genOrder struct {
 	pending    bool
 	lines      []Line
 	body       []byte
+	buyer      int  // the generated buyer (one person across channels)
+	attributed bool // sent with its own attribution
 }
 
 // make builds arrival k's order.
@@ -179,13 +204,12 @@ func (g *orderGen) make(r *rand.Rand, z *rand.Zipf, k int64) genOrder {
 		pending:    r.Float64() < g.mix.PendingShare,
 	}
 	city := Cities[pick(r, g.cityCum)]
-	cust := r.IntN(5_000_000) + 1
+	o.buyer = r.IntN(g.mix.Buyers) + 1
 	b := orderBody{
 		ExternalID: o.externalID,
 		Customer: customer{
-			ID:    fmt.Sprintf("C%07d", cust),
-			Email: fmt.Sprintf("c%07d@example.com", cust),
-			Phone: fmt.Sprintf("+8613%09d", r.IntN(1_000_000_000)),
+			ID:    fmt.Sprintf("%s-C%07d", prefix, o.buyer),
+			Phone: fmt.Sprintf("+86137%08d", o.buyer),
 		},
 		ShipTo: address{
 			Name:       familyNames[r.IntN(len(familyNames))] + " " + givenNames[r.IntN(len(givenNames))],
@@ -203,6 +227,13 @@ func (g *orderGen) make(r *rand.Rand, z *rand.Zipf, k int64) genOrder {
 	}
 	if o.pending {
 		b.Payment.Status = "pending"
+	}
+	if r.IntN(2) == 0 {
+		b.Customer.Email = fmt.Sprintf("b%07d@example.com", o.buyer)
+	}
+	if r.Float64() < g.mix.AttributedShare {
+		o.attributed = true
+		b.Attribution = &attribution{Associate: fmt.Sprintf("AS-%03d", r.IntN(100)), Distributor: fmt.Sprintf("DI-%02d", r.IntN(10))}
 	}
 	nLines := pick(r, g.lineCounts) + 1
 	seen := make(map[int]bool, nLines)

@@ -80,6 +80,8 @@ type Report struct {
 	Faults []FaultReport `json:"faults,omitempty"`
 	// Returns counts the returns mixed into the run (--return-share).
 	Returns *ReturnStats `json:"returns,omitempty"`
+	// Customers says how the OMS matched the run's buyers across channels.
+	Customers *CustomerStats `json:"customers,omitempty"`
 
 	// LatencyMs is measured from the intended send time (queueing in the
 	// client included); ServiceTimeMs from the actual send; SendLagMs is
@@ -139,6 +141,10 @@ func NewReport(res *Result, target string) *Report {
 	if res.ReturnStats.Selected > 0 {
 		st := res.ReturnStats
 		rep.Returns = &st
+	}
+	if len(res.Accepted) > 0 {
+		cs := customerStats(res.Accepted)
+		rep.Customers = &cs
 	}
 	if res.Sent > 0 {
 		rep.Share503 = round3(float64(res.Final503) / float64(res.Sent))
@@ -265,6 +271,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if cs := r.Customers; cs != nil {
+		line("customers", f("buyers %d", cs.Buyers), f("through 2+ channels %d", cs.CrossChannel), f("matched as one %d", cs.Matched),
+			f("split %d", cs.Split), f("attributed orders %d", cs.Attributed), f("inherited a binding %d", cs.Inherited))
+	}
 	if rs := r.Returns; rs != nil {
 		line("returns", f("selected %d", rs.Selected), f("requested %d", rs.Requested), f("approved %d", rs.Approved),
 			f("received %d", rs.Received), f("refunded %d", rs.Refunded), f("not shipped %d", rs.NotShipped), f("failed %d", rs.Failed))
@@ -291,6 +301,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		line("returns audit", f("returns %d", a.Returns), f("units back %d", a.ReturnedUnits), f("oms.returns events %d", a.ReturnEvents),
 			f("refunds_without_receipt %d", a.RefundsWithoutReceipt), f("returns_past_shipped %d", a.ReturnsPastShipped),
 			f("duplicate_return_events %d", a.DuplicateReturnEvents))
+	}
+	if a.BindingsChecked > 0 || a.BindingsMissing > 0 {
+		line("customers audit", f("orders due a binding %d", a.BindingsChecked), f("bindings_missing %d", a.BindingsMissing))
 	}
 	if a.GaveUpOrders > 0 {
 		line("gave up", f("orders %d", a.GaveUpOrders), f("stored with shipments %d", a.GaveUpStored-a.GaveUpUnheld),

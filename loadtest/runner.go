@@ -110,6 +110,16 @@ type AcceptedOrder struct {
 	Pending       bool      `json:"pending"`
 	ReservedUntil time.Time `json:"reserved_until,omitzero"`
 	Lines         []Line    `json:"lines"`
+	// The buyer side: the generated buyer, the omsd customer the answer
+	// named, whether the order carried its own attribution, and the
+	// attribution answered (associate and source).
+	Buyer      int       `json:"buyer,omitempty"`
+	OmsdID     string    `json:"omsd_id,omitempty"`
+	Attributed bool      `json:"attributed,omitempty"`
+	Associate  string    `json:"associate,omitempty"`
+	Source     string    `json:"attribution_source,omitempty"`
+	SentAt     time.Time `json:"sent_at,omitzero"`
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
 }
 
 // Result is what Run measured.
@@ -626,6 +636,13 @@ func (c *collector) add(o outcome) {
 		Pending:       o.order.pending,
 		ReservedUntil: v.ReservedUntil.Time,
 		Lines:         o.order.lines,
+		Buyer:         o.order.buyer,
+		OmsdID:        v.Customer.OmsdID,
+		Attributed:    o.order.attributed,
+		Associate:     v.Attribution.Associate,
+		Source:        v.Attribution.Source,
+		SentAt:        o.sentAt,
+		AnsweredAt:    o.doneAt,
 	})
 	if c.returns != nil && !o.order.pending && returnSelected(c.seed, c.returnShare, v.ID) {
 		c.returns.offer(r.Accepted[len(r.Accepted)-1])

@@ -363,9 +363,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 			return fmt.Errorf("%w: %s", errAuditFailed, rep.AuditError)
 		}
 		a := rep.Audit
-		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d gave_up_unheld=%d refunds_without_receipt=%d returns_past_shipped=%d duplicate_return_events=%d unreadable_orders=%d unresolved_orders=%d",
+		return fmt.Errorf("%w: oversold_units=%d missing_orders=%d duplicate_shipments=%d leaked_units=%d unpaid_shipments=%d gave_up_unheld=%d refunds_without_receipt=%d returns_past_shipped=%d duplicate_return_events=%d bindings_missing=%d unreadable_orders=%d unresolved_orders=%d",
 			errAuditFailed, a.OversoldUnits, a.MissingOrders, a.DuplicateShipments, a.LeakedUnits, a.UnpaidShipments, a.GaveUpUnheld,
-			a.RefundsWithoutReceipt, a.ReturnsPastShipped, a.DuplicateReturnEvents, a.OrdersUnreadable, rep.Unresolved)
+			a.RefundsWithoutReceipt, a.ReturnsPastShipped, a.DuplicateReturnEvents, a.BindingsMissing, a.OrdersUnreadable, rep.Unresolved)
 	}
 	return thErr
 }
