@@ -10,11 +10,11 @@ import (
 // The order body of POST /v1/orders, field for field as the v1 API (openapi.yaml) gives it.
 type (
 	orderBody struct {
-		ExternalID  string      `json:"external_id"`
-		Customer    customer    `json:"customer"`
-		ShipTo      address     `json:"ship_to"`
-		Lines       []orderLine `json:"lines"`
-		Currency    string      `json:"currency"`
+		ExternalID  string       `json:"external_id"`
+		Customer    customer     `json:"customer"`
+		ShipTo      address      `json:"ship_to"`
+		Lines       []orderLine  `json:"lines"`
+		Currency    string       `json:"currency"`
 		Payment     payment      `json:"payment"`
 		Fulfillment fulfillment  `json:"fulfillment"`
 		Attribution *attribution `json:"attribution,omitempty"`
