@@ -367,3 +367,37 @@ func TestConcurrentFirstOrdersOfOneBuyerBecomeOneCustomer(t *testing.T) {
 		t.Logf("binding events of %s: %v", ids[0], evs)
 	}
 }
+
+// Rotating the hash key loses no match: an instance with a new key first
+// and the old one after finds the customer the old key stored, and
+// stores the new key's hash for it.
+func TestCustomerHashKeyRotation(t *testing.T) {
+	s := newTestServer(t)
+	app, _ := seedCustomers(t, s)
+	var before, after customerOrderView
+	s.mustCall("POST", "/v1/orders", app, buyer("K-1", "k-1", "+8613600007777", "", nil), 201, &before)
+
+	cfg := s.cfg
+	cfg.CustomerHashKeys = "k2:rotated-customer-secret-2,k1:test-customer-hash-secret"
+	rotated := startServer(t, cfg, s.Redis)
+	b := buyer("K-2", "k-2", "+8613600007777", "", nil)
+	b["lines"] = []map[string]any{line("SKU-2", 1)}
+	rotated.mustCall("POST", "/v1/orders", app, b, 201, &after)
+	if after.Customer.OmsdID != before.Customer.OmsdID {
+		t.Fatalf("after the rotation the buyer is %s, before %s: a match was lost", after.Customer.OmsdID, before.Customer.OmsdID)
+	}
+	rows, err := s.app.store.Pool().Query(context.Background(), `SELECT key_id FROM customer_keys WHERE customer_id = $1 ORDER BY key_id`, before.Customer.OmsdID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if fmt.Sprint(ids) != "[k1 k2]" {
+		t.Errorf("key ids stored for the customer: %v, want [k1 k2] (the old hash kept, the new one added)", ids)
+	}
+}
