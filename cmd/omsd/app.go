@@ -195,6 +195,7 @@ func (a *app) run(ctx context.Context, ready func(url string)) error {
 		"catalog: refresh":               func(ctx context.Context) error { return a.catalog.Run(ctx, time.Second) },
 		"inventory: reconcile":           a.reconciler.Run,
 		"inventory: sweep expired holds": a.sweep,
+		"attribution: fold total slots":  a.foldAttribution,
 		"omsd: check dependencies":       func(ctx context.Context) error { return a.deps.Run(ctx, 10*time.Second) },
 	})
 	if ready != nil {
@@ -259,6 +260,36 @@ func (a *app) sweep(ctx context.Context) error {
 			if _, err := a.stock.SweepExpired(ctx, time.Now(), 0); err != nil && ctx.Err() == nil {
 				a.log.Warn("sweep expired holds", "err", err)
 			}
+		}
+	}
+}
+
+// foldAttribution folds the attribution totals of past hours into one row
+// per key (pgstore.FoldAttributionSlots), every minute, for the hours that
+// ended at least five minutes ago.
+func (a *app) foldAttribution(ctx context.Context) error {
+	folded := prometheus.NewCounter(prometheus.CounterOpts{Name: "omsd_attribution_rows_folded_total",
+		Help: "Attribution total rows of past hours folded into one row per key (the summary reads fewer rows)."})
+	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "omsd_attribution_fold_errors_total",
+		Help: "Failed folds of attribution totals (retried the next minute; the summary stays right, only slower)."})
+	for _, c := range []prometheus.Collector{folded, errs} {
+		if err := a.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n, err := a.store.FoldAttributionSlots(ctx, time.Now().Add(-5*time.Minute).Truncate(time.Hour))
+			if err != nil && ctx.Err() == nil {
+				errs.Inc()
+				a.log.Warn("fold attribution totals", "err", err)
+			}
+			folded.Add(float64(n))
 		}
 	}
 }

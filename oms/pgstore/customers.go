@@ -422,3 +422,31 @@ func (s *Store) AttributionSummary(ctx context.Context, dim string, from, to tim
 	}
 	return out, nil
 }
+
+// FoldAttributionSlots folds the slots of the attribution totals of the
+// hours before before into slot 0 and returns the rows it removed. The
+// slots only spread the row locks of concurrent commits; once an hour is
+// past, its totals need one row per key, which keeps the summary a scan of
+// at most hours × keys rows. Concurrent folds are safe: a row is moved by
+// the one delete that gets it. A refund of an old order adds to a slot
+// again, and the next fold takes it.
+func (s *Store) FoldAttributionSlots(ctx context.Context, before time.Time) (int64, error) {
+	var moved int64
+	err := s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `WITH moved AS (
+				DELETE FROM attribution_hourly WHERE hour < $1 AND slot <> 0
+				RETURNING dim, key, hour, currency, orders, gmv, refunded),
+			folded AS (
+				INSERT INTO attribution_hourly (dim, key, hour, currency, slot, orders, gmv, refunded)
+				SELECT dim, key, hour, currency, 0, sum(orders), sum(gmv), sum(refunded) FROM moved
+				GROUP BY dim, key, hour, currency
+				ON CONFLICT (dim, hour, key, currency, slot) DO UPDATE SET orders = attribution_hourly.orders + excluded.orders,
+					gmv = attribution_hourly.gmv + excluded.gmv, refunded = attribution_hourly.refunded + excluded.refunded
+				RETURNING 1)
+			SELECT (SELECT count(*) FROM moved)`, before).Scan(&moved)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: fold attribution slots: %w", err)
+	}
+	return moved, nil
+}

@@ -14,7 +14,7 @@ import (
 )
 
 // migrated opens a store on a fresh, migrated database.
-func migrated(t *testing.T) *Store {
+func migrated(t testing.TB) *Store {
 	t.Helper()
 	s := openTest(t)
 	if _, err := s.Migrate(context.Background()); err != nil {

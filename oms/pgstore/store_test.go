@@ -18,7 +18,7 @@ import (
 func TestMain(m *testing.M) { stacktest.Main(m) }
 
 // openTest opens a store on a fresh database.
-func openTest(t *testing.T) *Store {
+func openTest(t testing.TB) *Store {
 	t.Helper()
 	ctx := context.Background()
 	s, err := Open(ctx, Config{URL: stacktest.Database(t)})
