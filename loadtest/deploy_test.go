@@ -46,6 +46,12 @@ var serverMetrics = map[string]bool{
 	"omsd_returns_received_units_total":      true,
 	"omsd_returns_refunded_amount_total":     true,
 	"omsd_returns_restock_errors_total":      true,
+	"omsd_customer_matches_total":            true,
+	"omsd_customer_lookup_batch_size":        true,
+	"omsd_customer_lookup_errors_total":      true,
+	"omsd_customer_binding_changes_total":    true,
+	"omsd_attribution_rows_folded_total":     true,
+	"omsd_attribution_fold_errors_total":     true,
 }
 
 var metricRE = regexp.MustCompile(`\bomsd_[a-z0-9_]+`)
