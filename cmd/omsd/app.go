@@ -250,16 +250,23 @@ func (a *app) start(stage string, failed chan<- error, workers map[string]func(c
 // sweep releases Redis holds past their deadline every second (the
 // backstop of the SQL-driven expiry).
 func (a *app) sweep(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
+	return every(ctx, time.Second, func() {
+		if _, err := a.stock.SweepExpired(ctx, time.Now(), 0); err != nil && ctx.Err() == nil {
+			a.log.Warn("sweep expired holds", "err", err)
+		}
+	})
+}
+
+// every runs fn every period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) error {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := a.stock.SweepExpired(ctx, time.Now(), 0); err != nil && ctx.Err() == nil {
-				a.log.Warn("sweep expired holds", "err", err)
-			}
+			fn()
 		}
 	}
 }
@@ -277,21 +284,14 @@ func (a *app) foldAttribution(ctx context.Context) error {
 			return err
 		}
 	}
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			n, err := a.store.FoldAttributionSlots(ctx, time.Now().Add(-5*time.Minute).Truncate(time.Hour))
-			if err != nil && ctx.Err() == nil {
-				errs.Inc()
-				a.log.Warn("fold attribution totals", "err", err)
-			}
-			folded.Add(float64(n))
+	return every(ctx, time.Minute, func() {
+		n, err := a.store.FoldAttributionSlots(ctx, time.Now().Add(-5*time.Minute).Truncate(time.Hour))
+		if err != nil && ctx.Err() == nil {
+			errs.Inc()
+			a.log.Warn("fold attribution totals", "err", err)
 		}
-	}
+		folded.Add(float64(n))
+	})
 }
 
 // close flushes the Kafka writer, then closes the Redis and database pools.
