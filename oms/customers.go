@@ -302,7 +302,10 @@ type CustomerConfig struct {
 	Policy string
 	// Period is how long a binding lasts; default 365 days.
 	Period time.Duration
-	// Workers are the lookups in flight at once; default 4.
+	// Workers are the lookups in flight at once; default 1: orders that
+	// arrive while a lookup runs gather into the next one, so lookups grow
+	// with the load (5 orders per lookup against 3 per commit at 1,100
+	// orders/s on 64 clients; 4 workers made it 1.7).
 	Workers int
 	// MaxBatch bounds the orders of one lookup; default 256.
 	MaxBatch   int
@@ -351,7 +354,7 @@ func NewCustomers(cfg CustomerConfig, hasher *CustomerHasher, store CustomerStor
 		return nil, errors.New("oms: the binding period must not be negative")
 	}
 	cfg.Period = cmpOr(cfg.Period, 365*24*time.Hour)
-	cfg.Workers = cmpOr(cfg.Workers, 4)
+	cfg.Workers = cmpOr(cfg.Workers, 1)
 	cfg.MaxBatch = cmpOr(cfg.MaxBatch, 256)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

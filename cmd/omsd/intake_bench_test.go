@@ -75,6 +75,15 @@ func BenchmarkIntake(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+			if mfs, err := s.app.reg.Gather(); err == nil {
+				for _, mf := range mfs {
+					unit := map[string]string{"omsd_customer_lookup_batch_size": "orders/lookup", "omsd_intake_batch_size": "orders/commit"}[mf.GetName()]
+					if h := mf.GetMetric(); unit != "" && len(h) > 0 && h[0].GetHistogram().GetSampleCount() > 0 {
+						hist := h[0].GetHistogram()
+						b.ReportMetric(hist.GetSampleSum()/float64(hist.GetSampleCount()), unit)
+					}
+				}
+			}
 		})
 	}
 }
