@@ -30,6 +30,8 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	stateDir := fs.String("state-dir", ".oms-dev", "directory for the services' data, the omsd logs and stack.env")
 	httpAddr := fs.String("http.addr", "127.0.0.1:0", "listen address of the first omsd instance (the others take free ports)")
 	instances := fs.Int("instances", 1, "number of omsd serve processes, each on its own port")
+	redisCluster := fs.Bool("redis-cluster", false, "run a 3-master Redis Cluster instead of one redis-server")
+	kafkaBrokers := fs.Int("kafka-brokers", 1, "number of brokers of the Kafka-protocol cluster (partition leaders spread over them)")
 	debugAddr := fs.String("debug.addr", "", "listen address of net/http/pprof of the first instance (off when empty)")
 	demo := fs.Bool("demo", false, "seed nodes, channels and stock, run a flash-sale load test, print the report and exit")
 	logLevel := new("info")
@@ -57,6 +59,13 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *instances < 1 || *instances > 64 {
 		return usageError{errors.New("omsd dev: --instances must be in [1, 64]")}
 	}
+	if *kafkaBrokers < 1 || *kafkaBrokers > 9 {
+		return usageError{errors.New("omsd dev: --kafka-brokers must be in [1, 9]")}
+	}
+	redisMasters := 0
+	if *redisCluster {
+		redisMasters = 3
+	}
 	firstPort, err := portOf(*httpAddr)
 	if err != nil {
 		return fmt.Errorf("omsd dev: --http.addr: %w", err)
@@ -80,6 +89,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fmt.Fprintln(stdout, "omsd dev: starting PostgreSQL, redis-server and the Kafka broker ...")
 	stack, err := localstack.Start(ctx, localstack.Config{
 		StateDir: absState, Getenv: getenv, KafkaPersist: true, Log: log,
+		RedisMasters: redisMasters, KafkaBrokers: *kafkaBrokers,
 	})
 	if err != nil {
 		return err
@@ -120,6 +130,9 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		args := []string{"serve", "--http.addr", "127.0.0.1:" + strconv.Itoa(port),
 			"--pg.url", stack.DatabaseURL(), "--redis.url", stack.RedisURL(), "--kafka.brokers", brokers,
 			"--log.level", *logLevel, "--migrate=false"}
+		if stack.RedisIsCluster() {
+			args = append(args, "--redis.cluster")
+		}
 		if i == 0 && *debugAddr != "" {
 			args = append(args, "--debug.addr", *debugAddr)
 		}
@@ -182,8 +195,8 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 
-	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_API_URLS=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_KAFKA_BROKERS=%s\nOMS_DEV_CONTROL_URL=%s\nOMS_DEV_CONTROL_TOKEN=%s\n",
-		urls[0], strings.Join(urls, ","), adminKey, stack.DatabaseURL(), stack.RedisURL(), brokers, controlURL, faults.token)
+	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_API_URLS=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_REDIS_CLUSTER=%t\nOMS_KAFKA_BROKERS=%s\nOMS_DEV_CONTROL_URL=%s\nOMS_DEV_CONTROL_TOKEN=%s\n",
+		urls[0], strings.Join(urls, ","), adminKey, stack.DatabaseURL(), stack.RedisURL(), stack.RedisIsCluster(), brokers, controlURL, faults.token)
 	if err := os.WriteFile(envPath, []byte(env), 0o600); err != nil {
 		return err
 	}

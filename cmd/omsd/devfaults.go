@@ -256,21 +256,23 @@ func (fc *faultController) inject(req faultRequest) (faultRecord, int, error) {
 			fc.finish(rec, pg.Resume())
 		}
 	case faultRedisFlush:
-		rd := fc.stack.Redis
-		if rd == nil {
+		var flush func(context.Context) error
+		switch {
+		case fc.stack.Redis != nil:
+			rec.Target, flush = fc.stack.Redis.Addr(), fc.stack.Redis.FlushAll
+			rec.Detail = "FLUSHALL: every key lost"
+		case fc.stack.RedisCluster != nil:
+			rec.Target, flush = strings.Join(fc.stack.RedisCluster.Addrs(), ","), fc.stack.RedisCluster.FlushAll
+			rec.Detail = fmt.Sprintf("FLUSHALL on each of %d cluster masters: every key lost", len(fc.stack.RedisCluster.Nodes))
+		default:
 			fc.mu.Unlock()
 			return faultRecord{}, http.StatusConflict, errors.New("Redis is not run by omsd dev (OMS_REDIS_URL was set)")
 		}
-		rec.Target = rd.Addr()
 		begin = func() error {
 			rec.StartedAt = time.Now().UTC()
 			ctx, cancel := context.WithTimeout(fc.ctx, 10*time.Second)
 			defer cancel()
-			if err := rd.FlushAll(ctx); err != nil {
-				return err
-			}
-			rec.Detail = "FLUSHALL: every key lost"
-			return nil
+			return flush(ctx)
 		}
 		restore = func() { fc.finish(rec, nil) }
 	case faultBrokerRestart:
@@ -283,6 +285,9 @@ func (fc *faultController) inject(req faultRequest) (faultRecord, int, error) {
 		begin = func() error {
 			rec.StartedAt = time.Now().UTC()
 			rec.Detail = "broker closed; restarted on the same address from its data directory"
+			if n := len(k.Brokers()); n > 1 {
+				rec.Detail = fmt.Sprintf("all %d brokers closed; restarted on the same addresses from their data directory", n)
+			}
 			return k.Stop()
 		}
 		restore = func() {

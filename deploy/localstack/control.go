@@ -147,6 +147,17 @@ func (r *Redis) FlushAll(ctx context.Context) error {
 	return nil
 }
 
+// FlushAll makes every master of the cluster lose every key, one after
+// the other, as after a restart of the whole cluster without persistence.
+func (c *RedisCluster) FlushAll(ctx context.Context) error {
+	for _, n := range c.Nodes {
+		if err := n.FlushAll(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Stop closes the broker: its listeners go away and every connection is
 // dropped. With a DataDir its log, topics and committed group offsets are
 // flushed to disk, so Start brings them back.

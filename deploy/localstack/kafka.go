@@ -40,6 +40,9 @@ type KafkaConfig struct {
 	Partitions int32
 	// Topics to seed; default Topics.
 	Topics []string
+	// Brokers is the number of brokers, each on its own port, sharing the
+	// partitions as leaders; default 1.
+	Brokers int
 }
 
 // Kafka is franz-go's kfake broker, reached over TCP like any broker.
@@ -65,7 +68,7 @@ func (k *Kafka) Cluster() *kfake.Cluster {
 
 func (k *Kafka) opts() []kfake.Opt {
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
+		kfake.NumBrokers(k.cfg.Brokers),
 		kfake.SeedTopics(k.cfg.Partitions, k.cfg.Topics...),
 		kfake.DefaultNumPartitions(int(k.cfg.Partitions)),
 		kfake.AllowAutoTopicCreation(),
@@ -91,6 +94,9 @@ func StartKafka(ctx context.Context, cfg KafkaConfig, log *slog.Logger) (*Kafka,
 	}
 	if len(cfg.Topics) == 0 {
 		cfg.Topics = Topics
+	}
+	if cfg.Brokers <= 0 {
+		cfg.Brokers = 1
 	}
 	k := &Kafka{cfg: cfg}
 	c, err := kfake.NewCluster(k.opts()...)

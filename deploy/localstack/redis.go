@@ -3,6 +3,7 @@ package localstack
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -175,7 +176,15 @@ func StartRedisCluster(ctx context.Context, dir string, masters int, log *slog.L
 	}
 	c := &RedisCluster{}
 	for i := range masters {
-		n, err := startRedis(ctx, filepath.Join(dir, "node"+strconv.Itoa(i)), log, true, 0)
+		// Without persistence the data is gone anyway; a nodes.conf left by
+		// an earlier start would keep the old peers and slots and make the
+		// create below refuse the node.
+		nodeDir := filepath.Join(dir, "node"+strconv.Itoa(i))
+		if err := os.Remove(filepath.Join(nodeDir, "nodes.conf")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			_ = c.Close()
+			return nil, err
+		}
+		n, err := startRedis(ctx, nodeDir, log, true, 0)
 		if err != nil {
 			_ = c.Close()
 			return nil, err

@@ -23,15 +23,22 @@ type Config struct {
 	KafkaSyncWrites bool
 	// Partitions per topic; default 8.
 	Partitions int32
-	Log        *slog.Logger
+	// RedisMasters > 0 runs a Redis Cluster of that many masters instead
+	// of one redis-server (at least 3: the cluster needs a majority).
+	RedisMasters int
+	// KafkaBrokers is the number of brokers of the Kafka-protocol cluster;
+	// default 1. Partition leaders are spread over them.
+	KafkaBrokers int
+	Log          *slog.Logger
 }
 
 // Stack is a running local stack. Fields of services supplied through the
 // environment are nil.
 type Stack struct {
-	Postgres *Postgres
-	Redis    *Redis
-	Kafka    *Kafka
+	Postgres     *Postgres
+	Redis        *Redis        // nil with a cluster
+	RedisCluster *RedisCluster // nil with one server
+	Kafka        *Kafka
 
 	databaseURL string
 	redisURL    string
@@ -41,8 +48,13 @@ type Stack struct {
 // DatabaseURL is the PostgreSQL (or CockroachDB) URL omsd should use.
 func (s *Stack) DatabaseURL() string { return s.databaseURL }
 
-// RedisURL is the redis:// URL omsd should use.
+// RedisURL is the redis:// URL omsd should use; with a cluster, the
+// comma-separated redis:// URLs of every master (omsd's -redis.url with
+// -redis.cluster).
 func (s *Stack) RedisURL() string { return s.redisURL }
+
+// RedisIsCluster says whether RedisURL names a Redis Cluster.
+func (s *Stack) RedisIsCluster() bool { return s.RedisCluster != nil }
 
 // Brokers are the Kafka bootstrap addresses.
 func (s *Stack) Brokers() []string { return s.brokers }
@@ -76,6 +88,18 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	if u := cfg.Getenv("OMS_REDIS_URL"); u != "" {
 		s.redisURL = u
+	} else if cfg.RedisMasters > 0 {
+		if cfg.RedisMasters < 3 {
+			return nil, fmt.Errorf("localstack: a Redis Cluster needs at least 3 masters, not %d", cfg.RedisMasters)
+		}
+		if s.RedisCluster, err = StartRedisCluster(ctx, filepath.Join(cfg.StateDir, "redis-cluster"), cfg.RedisMasters, cfg.Log); err != nil {
+			return nil, err
+		}
+		urls := make([]string, len(s.RedisCluster.Nodes))
+		for i, n := range s.RedisCluster.Nodes {
+			urls[i] = n.URL()
+		}
+		s.redisURL = strings.Join(urls, ",")
 	} else {
 		if s.Redis, err = StartRedis(ctx, filepath.Join(cfg.StateDir, "redis"), cfg.Log); err != nil {
 			return nil, err
@@ -85,7 +109,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if b := cfg.Getenv("OMS_KAFKA_BROKERS"); b != "" {
 		s.brokers = strings.Split(b, ",")
 	} else {
-		kc := KafkaConfig{Partitions: cfg.Partitions, SyncWrites: cfg.KafkaSyncWrites}
+		kc := KafkaConfig{Partitions: cfg.Partitions, SyncWrites: cfg.KafkaSyncWrites, Brokers: cfg.KafkaBrokers}
 		if cfg.KafkaPersist {
 			kc.DataDir = filepath.Join(cfg.StateDir, "kafka")
 		}
@@ -105,6 +129,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Redis != nil {
 		errs = append(errs, s.Redis.Close())
+	}
+	if s.RedisCluster != nil {
+		errs = append(errs, s.RedisCluster.Close())
 	}
 	if s.Postgres != nil {
 		errs = append(errs, s.Postgres.Close())
