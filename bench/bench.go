@@ -144,6 +144,70 @@ type Report struct {
 	P99BoundMs        float64 `json:"p99_bound_ms"`
 	// Capacity is the capacity stage, nil when skipped.
 	Capacity *Capacity `json:"capacity,omitempty"`
+	// Scaling is the scaling stage, nil when skipped.
+	Scaling *Scaling `json:"scaling,omitempty"`
+}
+
+// Scaling is the same closed loop on stacks of one and of several
+// instances (and a Redis Cluster and several brokers) on the same box:
+// the box does not grow, so what changes is the cost of coordination.
+type Scaling struct {
+	Clients   int        `json:"clients"`
+	DurationS float64    `json:"duration_s"`
+	Runs      []ScaleRun `json:"runs"`
+}
+
+// ScaleRun is one stack shape's closed-loop run; the fields mean what
+// Capacity's omsd fields mean.
+type ScaleRun struct {
+	Setup     string `json:"setup"`
+	DevArgs   string `json:"dev_args"`
+	Instances int    `json:"instances"`
+
+	Rate                float64      `json:"rate"`
+	Accepted            int64        `json:"accepted"`
+	Errors              int64        `json:"errors"`
+	P50Ms               float64      `json:"p50_ms"`
+	P99Ms               float64      `json:"p99_ms"`
+	AuditClean          bool         `json:"audit_clean"`
+	AuditError          string       `json:"audit_error,omitempty"`
+	QuietS              float64      `json:"quiet_s"`
+	CPUWindowS          float64      `json:"cpu_window_s"`
+	CPU                 []ProcessCPU `json:"cpu"`
+	ServerCPUUsPerOrder float64      `json:"server_cpu_us_per_order"`
+	CPUError            string       `json:"cpu_error,omitempty"`
+}
+
+// UsPerOrder is the class's CPU-µs per order in the run (0 when absent).
+func (r ScaleRun) UsPerOrder(class string) float64 {
+	for _, p := range r.CPU {
+		if p.Process == class {
+			return p.UsPerOrder
+		}
+	}
+	return 0
+}
+
+func (s *Scaling) markdown(b *strings.Builder) {
+	fmt.Fprintf(b, "Scaling on one box (closed loop, %d connections spread over every instance, %.0f s each, fresh stack each; CPU-µs per order by process):\n\n", s.Clients, s.DurationS)
+	b.WriteString("| setup | orders/s | vs first | p50 ms | p99 ms | omsd serve | postgres | redis | broker + sim | **servers** | vs first | audit |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range s.Runs {
+		rate, cpu := "", ""
+		if first := s.Runs[0]; first.Rate > 0 && first.ServerCPUUsPerOrder > 0 {
+			rate = fmt.Sprintf("%.2f", r.Rate/first.Rate)
+			if r.ServerCPUUsPerOrder > 0 {
+				cpu = fmt.Sprintf("%.2f", r.ServerCPUUsPerOrder/first.ServerCPUUsPerOrder)
+			}
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %s | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | **%.0f** | %s | %s |\n", r.Setup, r.Rate, rate, r.P50Ms, r.P99Ms,
+			r.UsPerOrder(ClassServe), r.UsPerOrder(ClassPostgres), r.UsPerOrder(ClassRedis), r.UsPerOrder(ClassDev), r.ServerCPUUsPerOrder, cpu,
+			auditWord(r.AuditClean, r.AuditError))
+	}
+	for _, r := range s.Runs {
+		if r.CPUError != "" {
+			fmt.Fprintf(b, "\n%s: CPU not measured: %s.\n", r.Setup, r.CPUError)
+		}
+	}
 }
 
 // Capacity is omsd's closed-loop capacity next to the HTTP ceiling, the
@@ -264,6 +328,10 @@ func (r *Report) Markdown() string {
 			b.WriteString("\n")
 		}
 		r.Capacity.markdown(&b)
+	}
+	if r.Scaling != nil && len(r.Scaling.Runs) > 0 {
+		b.WriteString("\n")
+		r.Scaling.markdown(&b)
 	}
 	return b.String()
 }

@@ -89,3 +89,23 @@ func TestMarkdownShowsTheCapacityStage(t *testing.T) {
 		t.Errorf("the load client comes before the server total:\n%s", md)
 	}
 }
+
+func TestMarkdownShowsTheScalingStageWithRatiosToTheFirstRun(t *testing.T) {
+	cpu := func(serve, pg float64) []ProcessCPU {
+		return []ProcessCPU{{Process: ClassServe, UsPerOrder: serve, Server: true}, {Process: ClassPostgres, UsPerOrder: pg, Server: true}}
+	}
+	r := &Report{Machine: "test", Scaling: &Scaling{Clients: 64, DurationS: 20, Runs: []ScaleRun{
+		{Setup: "one", Instances: 1, Rate: 1000, ServerCPUUsPerOrder: 1600, CPU: cpu(600, 700), AuditClean: true},
+		{Setup: "three", Instances: 3, Rate: 900, ServerCPUUsPerOrder: 1800, CPU: cpu(750, 720), AuditClean: false},
+	}}}
+	md := r.Markdown()
+	for _, want := range []string{
+		"Scaling on one box (closed loop, 64 connections",
+		"| one | 1000 | 1.00 | 0.0 | 0.0 | 600 | 700 | 0 | 0 | **1600** | 1.00 | clean |",
+		"| three | 900 | 0.90 | 0.0 | 0.0 | 750 | 720 | 0 | 0 | **1800** | 1.12 | FAULT |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

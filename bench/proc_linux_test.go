@@ -5,9 +5,20 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// cpuTime is the process's user + system CPU time from getrusage.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func TestReadProcStatOfThisProcessSeesItsCPU(t *testing.T) {
 	before, err := ReadProcStat(os.Getpid())
@@ -22,10 +33,14 @@ func TestReadProcStatOfThisProcessSeesItsCPU(t *testing.T) {
 			t.Errorf("got comm %q, want %q", before.Comm, want)
 		}
 	}
-	// Burn 300 ms of CPU: at 100 ticks per second, about 30 ticks.
+	// Burn 300 ms of CPU as the kernel's own accounting (getrusage) counts
+	// it, not 300 ms of wall time (a busy machine would give less CPU):
+	// at 100 ticks per second, about 30 ticks.
 	x := 0
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-		x++
+	for start := cpuTime(t); cpuTime(t)-start < 300*time.Millisecond; {
+		for range 10000 {
+			x++
+		}
 	}
 	after, err := ReadProcStat(os.Getpid())
 	if err != nil {

@@ -240,23 +240,34 @@ func runSampled(ctx context.Context, cmd *exec.Cmd, devPID int) (*bench.CPUMeter
 
 // cpuTable fills c's CPU rows from the meter over [from, to].
 func cpuTable(c *bench.Capacity, meter *bench.CPUMeter, from, to time.Time) error {
-	if meter == nil {
-		return errors.New("no CPU samples")
-	}
-	classes, err := meter.Window(from, to)
+	rows, server, window, err := cpuRows(meter, from, to, c.Accepted)
 	if err != nil {
 		return err
 	}
-	if c.Accepted == 0 {
-		return errors.New("no order accepted")
+	c.CPU, c.ServerCPUUsPerOrder, c.CPUWindowS = rows, server, window
+	return nil
+}
+
+// cpuRows divides each class's CPU over [from, to] by the accepted orders:
+// a row per class (the load client last and not a server), the servers'
+// sum per order, and the window in seconds.
+func cpuRows(meter *bench.CPUMeter, from, to time.Time, accepted int64) (rows []bench.ProcessCPU, serverUs, windowS float64, err error) {
+	if meter == nil {
+		return nil, 0, 0, errors.New("no CPU samples")
+	}
+	classes, err := meter.Window(from, to)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if accepted == 0 {
+		return nil, 0, 0, errors.New("no order accepted")
 	}
 	window := to.Sub(from).Seconds()
-	c.CPUWindowS = round(window, 3)
 	by := map[string]bench.ClassCPU{}
 	for _, cl := range classes {
 		by[cl.Class] = cl
 	}
-	perOrder := func(s float64) float64 { return round(s*1e6/float64(c.Accepted), 1) }
+	perOrder := func(s float64) float64 { return round(s*1e6/float64(accepted), 1) }
 	var server float64
 	for _, name := range append(append([]string(nil), bench.ServerClasses...), bench.ClassClient) {
 		cl, ok := by[name]
@@ -267,11 +278,10 @@ func cpuTable(c *bench.Capacity, meter *bench.CPUMeter, from, to time.Time) erro
 		if isServer {
 			server += cl.Seconds
 		}
-		c.CPU = append(c.CPU, bench.ProcessCPU{Process: name, Processes: cl.Processes, CPUS: round(cl.Seconds, 3),
+		rows = append(rows, bench.ProcessCPU{Process: name, Processes: cl.Processes, CPUS: round(cl.Seconds, 3),
 			Cores: round(cl.Seconds/window, 3), UsPerOrder: perOrder(cl.Seconds), Server: isServer})
 	}
-	c.ServerCPUUsPerOrder = perOrder(server)
-	return nil
+	return rows, perOrder(server), round(window, 3), nil
 }
 
 // readReport reads an oms-loadtest JSON report.

@@ -1,11 +1,13 @@
 // Command oms-bench runs omsd's side-by-side benchmarks, the capacity
 // stage (the HTTP ceiling, omsd's closed-loop capacity with the CPU per
-// order of each process, the open-model p99 at a share of the ceiling) and
-// the end-to-end ramp, and writes bench/results/bench.json and bench.md
+// order of each process, the open-model p99 at a share of the ceiling), the
+// scaling stage (the same closed loop on 1 and 3 instances) and the
+// end-to-end ramp, and writes bench/results/bench.json and bench.md
 // (make bench).
 //
 //	oms-bench [-out DIR] [-quick] [-ramp RATES] [-step D] [-p99 D] [-skip-ramp]
 //	          [-capacity-duration D] [-open-share F] [-open-duration D] [-skip-capacity]
+//	          [-scaling-duration D] [-skip-scaling] [-skip-benchmarks]
 package main
 
 import (
@@ -79,6 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	openShare := fs.Float64("open-share", 0.2, "offered rate of the capacity stage's open-model run, as a share of the HTTP ceiling")
 	openDuration := fs.Duration("open-duration", 60*time.Second, "length of the capacity stage's open-model run")
 	skipCapacity := fs.Bool("skip-capacity", false, "skip the capacity stage")
+	skipGo := fs.Bool("skip-benchmarks", false, "skip the go test benchmarks (run only the stages on the local stack)")
+	skipScaling := fs.Bool("skip-scaling", false, "skip the scaling stage (1 against 3 instances, Redis Cluster and 3 brokers, on this box)")
+	scaleDuration := fs.Duration("scaling-duration", 20*time.Second, "length of each closed-loop run of the scaling stage")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,6 +92,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep := &bench.Report{Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), P99BoundMs: float64(p99.Milliseconds())}
 	for _, s := range suites {
+		if *skipGo {
+			break
+		}
 		bt := s.benchtime
 		if *quick {
 			bt = "200ms"
@@ -107,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Comparisons = bench.Compare(rep.Results, pairs)
 	var bin string
-	if !*skipCapacity || !*skipRamp {
+	if !*skipCapacity || !*skipRamp || !*skipScaling {
 		dir, err := os.MkdirTemp("", "oms-bench-")
 		if err != nil {
 			return err
@@ -124,6 +132,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("capacity: %w", err)
 		}
 		rep.Capacity = c
+	}
+	if !*skipScaling {
+		sc, err := scaling(ctx, bin, 64, *scaleDuration, stderr)
+		if err != nil {
+			return fmt.Errorf("scaling: %w", err)
+		}
+		rep.Scaling = sc
 	}
 	if !*skipRamp {
 		steps, err := ramp(ctx, bin, *rates, *step, rep.P99BoundMs, stderr)
@@ -224,8 +239,8 @@ type devStack struct {
 // state directory, waits for its stack.env and seeds it: 2000 SKUs on 12
 // nodes, 100,000 units per warehouse and SKU (no run of the bench comes
 // near selling a SKU out: refusals for stock would flatter the rates).
-func startStack(ctx context.Context, bin, state string, logw io.Writer) (*devStack, error) {
-	dev := exec.Command(filepath.Join(bin, "omsd"), "dev", "--state-dir", state, "--log.level", "warn")
+func startStack(ctx context.Context, bin, state string, logw io.Writer, devArgs ...string) (*devStack, error) {
+	dev := exec.Command(filepath.Join(bin, "omsd"), append([]string{"dev", "--state-dir", state, "--log.level", "warn"}, devArgs...)...)
 	dev.Stdout, dev.Stderr = io.Discard, logw
 	dev.SysProcAttr = childProcAttr()
 	if err := dev.Start(); err != nil {
