@@ -77,6 +77,9 @@ type nodeList struct {
 
 func (h *adminHandlers) listNodes(r *http.Request, _ *noBody) (nodeList, error) {
 	ns, err := h.admin.ListNodes(r.Context())
+	if ns == nil {
+		ns = []oms.Node{} // the contract's list is an array, never null
+	}
 	return nodeList{Nodes: ns}, err
 }
 
