@@ -16,6 +16,7 @@ import (
 
 	"github.com/omsd/omsd/deploy/localstack"
 	"github.com/omsd/omsd/deploy/localstack/stacktest"
+	"github.com/omsd/omsd/oms/httpapi/apitest"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -28,6 +29,8 @@ type testServer struct {
 	Admin string
 	Redis *localstack.Redis
 	cfg   config
+	// client checks every exchange against the OpenAPI document (apitest).
+	client *http.Client
 }
 
 type serverOpt func(*config)
@@ -79,7 +82,7 @@ func startServer(t testing.TB, cfg config, r *localstack.Redis) *testServer {
 		}
 		a.close()
 	})
-	return &testServer{t: t, app: a, URL: url, Admin: cfg.AdminKey, Redis: r, cfg: cfg}
+	return &testServer{t: t, app: a, URL: url, Admin: cfg.AdminKey, Redis: r, cfg: cfg, client: apitest.Client(t)}
 }
 
 func newTestServer(t testing.TB, opts ...serverOpt) *testServer {
@@ -112,7 +115,7 @@ func (s *testServer) call(method, path, key string, body any, hdr map[string]str
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}

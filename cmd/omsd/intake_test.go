@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/omsd/omsd/oms/httpapi/apitest"
 )
 
 // seedBasic creates a channel, two warehouses and stock of SKU-1 and SKU-2.
@@ -133,7 +135,7 @@ func TestIntakeStatusCodes(t *testing.T) {
 	t.Run("429 carries Retry-After", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", s.URL+"/v1/orders", strings.NewReader(`{}`))
 		req.Header.Set("Authorization", "Bearer "+slow)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := s.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +201,7 @@ func TestConcurrentIdenticalSubmissions(t *testing.T) {
 			if i%2 == 1 {
 				srv = b
 			}
-			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			client := &http.Client{Transport: apitest.Transport(t, &http.Transport{DisableKeepAlives: true})}
 			req, _ := http.NewRequest("POST", srv.URL+"/v1/orders", strings.NewReader(string(body)))
 			req.Header.Set("Authorization", "Bearer "+key)
 			<-start

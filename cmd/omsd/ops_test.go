@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/omsd/omsd/oms/httpapi/apitest"
 )
 
 // lateProxy forwards 127.0.0.1:<port> to target, but only opens its
@@ -168,7 +170,7 @@ func TestServeWithoutTheBrokerIsReadyButDegraded(t *testing.T) {
 	if m := scrape(t, base); !strings.Contains(m, `omsd_dependency_up{dependency="broker"} 0`) {
 		t.Error("before any probe, omsd_dependency_up does not say the broker is down")
 	}
-	resp, err := http.Get(base + "/readyz")
+	resp, err := apitest.Client(t).Get(base + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +227,7 @@ func TestAccessLogIsOffByDefaultAndOnWithTheSetting(t *testing.T) {
 		_, base := startLogged(t, cfg, &logs)
 		req, _ := http.NewRequest("GET", base+"/v1/orders/o-1?email=buyer@example.com", nil)
 		req.Header.Set("Authorization", "Bearer secret-channel-key")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := apitest.Client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +248,7 @@ func TestAccessLogIsOffByDefaultAndOnWithTheSetting(t *testing.T) {
 
 func scrape(t *testing.T, base string) string {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	resp, err := apitest.Client(t).Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

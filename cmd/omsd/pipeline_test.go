@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -124,7 +123,7 @@ func TestFulfillmentPipelineThroughHTTP(t *testing.T) {
 		t.Errorf("another channel's cancel: got %d, want 404", got)
 	}
 
-	resp, err := http.Get(s.URL + "/metrics")
+	resp, err := s.client.Get(s.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func registerAdminRoutes(mux *http.ServeMux, h *adminHandlers) {
 	mux.HandleFunc("PUT /v1/nodes/{id}", s.Admin(handleJSON(s, http.StatusOK, h.putNode)))
 	mux.HandleFunc("GET /v1/nodes/{id}", s.Admin(handleJSON(s, http.StatusOK, h.getNode)))
 	mux.HandleFunc("GET /v1/nodes", s.Admin(handleJSON(s, http.StatusOK, h.listNodes)))
-	mux.HandleFunc("PUT /v1/inventory/{node}/{sku}", s.Admin(handleJSON(s, http.StatusOK, h.putStock)))
+	mux.HandleFunc("PUT /v1/inventory/{node_id}/{sku}", s.Admin(handleJSON(s, http.StatusOK, h.putStock)))
 	mux.HandleFunc("GET /v1/inventory/{sku}", s.Admin(handleJSON(s, http.StatusOK, h.getStock)))
 	mux.HandleFunc("GET /v1/sourcing/rules", s.Admin(handleJSON(s, http.StatusOK, h.getRules)))
 	mux.HandleFunc("PUT /v1/sourcing/rules", s.Admin(handleJSON(s, http.StatusOK, h.putRules)))
@@ -77,11 +77,14 @@ type nodeList struct {
 
 func (h *adminHandlers) listNodes(r *http.Request, _ *noBody) (nodeList, error) {
 	ns, err := h.admin.ListNodes(r.Context())
+	if ns == nil {
+		ns = []oms.Node{} // the contract's list is an array, never null
+	}
 	return nodeList{Nodes: ns}, err
 }
 
 func (h *adminHandlers) putStock(r *http.Request, snap *oms.StockSnapshot) (oms.LevelView, error) {
-	return h.admin.SetStock(r.Context(), r.PathValue("node"), r.PathValue("sku"), *snap)
+	return h.admin.SetStock(r.Context(), r.PathValue("node_id"), r.PathValue("sku"), *snap)
 }
 
 func (h *adminHandlers) getStock(r *http.Request, _ *noBody) (oms.SKUStock, error) {

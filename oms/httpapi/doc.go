@@ -40,6 +40,13 @@
 //     review (POST /v1/orders/{id}/release);
 //   - FulfillmentRoutes: payment and cancellation (channel key) and
 //     warehouse events over HTTP (admin key).
+//   - ReturnRoutes: returns, refunds and exchanges (a channel key for its
+//     own orders, the admin key for any) and return events (admin key);
+//   - CustomerRoutes: customers across channels and the attribution
+//     summary (admin key).
+//
+// Every route is in api/openapi.yaml, the contract; the tests check each
+// request and answer against it (package apitest).
 //
 // # Limits
 //

@@ -23,7 +23,7 @@ func (f *fakeFulfillment) record(s string) (*oms.Order, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
-	return &oms.Order{ID: "o1", Status: oms.OrderCancelled}, nil
+	return sampleOrder("7f1c2a9e-3b7d-4c41-9e0a-8d2f4b6a1c3f", oms.OrderCancelled), nil
 }
 
 func (f *fakeFulfillment) Cancel(_ context.Context, channel, id, reason string) (*oms.Order, error) {

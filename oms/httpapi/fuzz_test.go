@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/omsd/omsd/oms"
+	"github.com/omsd/omsd/oms/httpapi/apitest"
 	"github.com/omsd/omsd/sourcing"
 )
 
@@ -26,7 +27,7 @@ func (checkingOrders) Submit(_ context.Context, channel, _ string, req *oms.Orde
 	if err := oms.RunChecks(oms.DefaultChecks(), in); err != nil {
 		return oms.Result{}, err
 	}
-	return oms.Result{Order: &oms.Order{ID: oms.OrderID(channel, req.ExternalID), Lines: req.Lines}, Created: true}, nil
+	return oms.Result{Order: orderOf(channel, req), Created: true}, nil
 }
 
 func (checkingOrders) GetOrder(context.Context, string) (*oms.Order, []byte, error) {
@@ -63,7 +64,7 @@ func FuzzOrderIntake(f *testing.F) {
 		req := httptest.NewRequest("POST", "/v1/orders", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		apitest.Handler(t, h).ServeHTTP(w, req)
 		switch {
 		case w.Code == http.StatusCreated:
 		case w.Code >= 400 && w.Code < 500:

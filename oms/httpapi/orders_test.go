@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/omsd/omsd/oms"
+	"github.com/omsd/omsd/oms/httpapi/apitest"
 	"github.com/omsd/omsd/sourcing"
 )
 
@@ -31,7 +32,7 @@ func (o *recordingOrders) Submit(_ context.Context, channel, idemKey string, req
 	if prev, ok := o.stored[id]; ok {
 		return oms.Result{Order: prev}, nil
 	}
-	ord := &oms.Order{ID: id, ExternalID: req.ExternalID, Channel: channel, Status: oms.OrderReleased}
+	ord := orderOf(channel, req)
 	o.stored[id] = ord
 	return oms.Result{Order: ord, Created: true}, nil
 }
@@ -141,7 +142,7 @@ func TestIdempotencyKeyIsCheckedAtTheEdge(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+k)
 		req.Header["Idempotency-Key"] = []string{"key\x001"}
 		w := httptest.NewRecorder()
-		s.Handler().ServeHTTP(w, req)
+		apitest.Handler(t, s.Handler()).ServeHTTP(w, req)
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"field":"Idempotency-Key"`) {
 			t.Fatalf("got %d %s, want 400 naming Idempotency-Key", w.Code, w.Body.String())
 		}
@@ -263,7 +264,7 @@ func (a *fakeAdmin) SetStock(_ context.Context, node, sku string, s oms.StockSna
 }
 
 func (a *fakeAdmin) StockBySKU(_ context.Context, sku string) (oms.SKUStock, error) {
-	return oms.SKUStock{SKU: sku, Available: 7}, nil
+	return oms.SKUStock{SKU: sku, Available: 7, Nodes: []oms.LevelView{{NodeID: "WH-1", OnHand: 7, Available: 7}}}, nil
 }
 
 func (a *fakeAdmin) Rules() *sourcing.RuleSet { return sourcing.DefaultRules() }
@@ -283,7 +284,7 @@ func (a *fakeAdmin) Simulate(_ context.Context, channel string, req *oms.OrderRe
 	if channel != "simulation" || req.ExternalID != "SIM-1" {
 		return nil, oms.Invalid("unexpected simulation", oms.FieldError{Field: "channel", Message: channel})
 	}
-	return &sourcing.Result{}, nil
+	return &sourcing.Result{Outcome: sourcing.OutcomeFulfilled, Reason: "simulated"}, nil
 }
 
 func (a *fakeAdmin) PutPromotion(_ context.Context, p oms.Promotion) error {
@@ -300,7 +301,7 @@ func (a *fakeAdmin) ClearReview(_ context.Context, id string) (*oms.Order, error
 	if id == "not-in-review" {
 		return nil, oms.Errorf(oms.KindConflict, oms.SlugNotInReview, "the order is not in review")
 	}
-	return &oms.Order{ID: id, Status: oms.OrderReleased}, nil
+	return sampleOrder(id, oms.OrderReleased), nil
 }
 
 func TestAdminRoutes(t *testing.T) {
@@ -324,9 +325,9 @@ func TestAdminRoutes(t *testing.T) {
 		{"stock of a SKU", "GET", "/v1/inventory/SKU-1", adminKey, "", 200, "", `"available":7`},
 		{"the active rules", "GET", "/v1/sourcing/rules", adminKey, "", 200, "", "{"},
 		{"rules that are not JSON are 422 from the rule parser", "PUT", "/v1/sourcing/rules", adminKey, `{nope`, 422, oms.SlugValidation, ""},
-		{"a simulation", "POST", "/v1/sourcing/simulate", adminKey, `{"external_id":"SIM-1"}`, 200, "", "{"},
+		{"a simulation", "POST", "/v1/sourcing/simulate", adminKey, strings.Replace(orderJSON, "TM-1", "SIM-1", 1), 200, "", "{"},
 		{"a simulation with a broken draft is 422 naming rules", "POST", "/v1/sourcing/simulate", adminKey, `{"external_id":"SIM-1","rules":{"version":"x"}}`, 422, oms.SlugValidation, `"field":"rules`},
-		{"a promotion takes its id from the path", "PUT", "/v1/promotions/P-1", adminKey, `{"id":"ignored","sku":"SKU-1","per_customer_limit":2}`, 200, "", `"id":"P-1"`},
+		{"a promotion takes its id from the path", "PUT", "/v1/promotions/P-1", adminKey, `{"id":"ignored","sku":"SKU-1","per_customer_limit":2,"starts_at":"2026-11-11T00:00:00Z","ends_at":"2026-11-12T00:00:00Z"}`, 200, "", `"id":"P-1"`},
 		{"a review is cleared", "POST", "/v1/orders/o-1/release", adminKey, "", 200, "", `"id":"o-1"`},
 		{"clearing an order not in review is 409", "POST", "/v1/orders/not-in-review/release", adminKey, "", 409, oms.SlugNotInReview, ""},
 		{"a channel key cannot clear a review", "POST", "/v1/orders/o-1/release", key, "", 401, oms.SlugUnauthorized, ""},

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/omsd/omsd/oms"
+	"github.com/omsd/omsd/oms/httpapi/apitest"
 )
 
 func TestReadyzTellsFailingFromDegraded(t *testing.T) {
@@ -41,7 +42,7 @@ func TestReadyzTellsFailingFromDegraded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ts := httptest.NewServer(s.Handler())
+			ts := httptest.NewServer(apitest.Handler(t, s.Handler()))
 			defer ts.Close()
 			resp, err := http.Get(ts.URL + "/readyz")
 			if err != nil {
@@ -75,7 +76,7 @@ func TestAccessLogNamesTheRouteNeverTheQueryOrCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
+	ts := httptest.NewServer(apitest.Handler(t, s.Handler()))
 	defer ts.Close()
 	req, _ := http.NewRequest("GET", ts.URL+"/healthz?phone=13800000000", nil)
 	req.Header.Set("Authorization", "Bearer very-secret-key")

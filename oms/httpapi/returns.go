@@ -68,6 +68,9 @@ type returnList struct {
 
 func (h *returnHandlers) forOrder(r *http.Request, _ *noBody) (returnList, error) {
 	rets, err := h.api.ForOrder(r.Context(), channelID(r), r.PathValue("id"))
+	if rets == nil {
+		rets = []*oms.Return{} // the contract's list is an array, never null
+	}
 	return returnList{Returns: rets}, err
 }
 

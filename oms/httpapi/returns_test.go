@@ -23,7 +23,7 @@ func (f *fakeReturns) record(s string) (*oms.Return, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
-	return &oms.Return{ID: "r1", OrderID: "o1", Status: oms.ReturnRequested}, nil
+	return sampleReturn("r1", "o1"), nil
 }
 
 func (f *fakeReturns) Request(_ context.Context, channel, orderID, idemKey string, req *oms.ReturnRequest) (*oms.Return, bool, error) {

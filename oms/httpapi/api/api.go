@@ -1,5 +1,7 @@
 // Package api embeds omsd's published OpenAPI 3.1 document (openapi.yaml),
-// the v1 contract; httpapi's tests check it against the registered routes.
+// the v1 contract. httpapi's tests validate it with kin-openapi, hold it to
+// the registered routes both ways, and check every request and answer of
+// the HTTP tests against it (package apitest).
 package api
 
 import _ "embed"
