@@ -22,6 +22,9 @@ type Config struct {
 	// MaxRetries bounds serialization-failure retries per transaction;
 	// default 20.
 	MaxRetries int
+	// Tracer, if set, sees every statement the pool's connections send
+	// (the tests record them to parse them with CockroachDB's parser).
+	Tracer pgx.QueryTracer
 }
 
 // Store is the SQL store.
@@ -50,6 +53,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.MaxRetries = 20
 	}
 	pc.MaxConns = cfg.MaxConns
+	if cfg.Tracer != nil {
+		pc.ConnConfig.Tracer = cfg.Tracer
+	}
 	// A transaction left open by a frozen process (its connection still up)
 	// is ended by the server: the reconcilers release the holds of an
 	// instance whose stock lease lapsed, and nothing that instance began

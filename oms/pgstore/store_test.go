@@ -15,13 +15,15 @@ import (
 	"github.com/omsd/omsd/deploy/localstack/stacktest"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m) }
+// TestMain runs the tests, then parses every SQL text they sent with
+// CockroachDB's parser (sqlsubset_test.go).
+func TestMain(m *testing.M) { stacktest.Main(m, checkRecordedSQL) }
 
 // openTest opens a store on a fresh database.
 func openTest(t testing.TB) *Store {
 	t.Helper()
 	ctx := context.Background()
-	s, err := Open(ctx, Config{URL: stacktest.Database(t)})
+	s, err := Open(ctx, Config{URL: stacktest.Database(t), Tracer: testSQL})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -94,7 +96,7 @@ func TestConcurrentMigrationsApplyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := Open(ctx, Config{URL: url})
+			s, err := Open(ctx, Config{URL: url, Tracer: testSQL})
 			if err != nil {
 				errs <- err
 				return

@@ -33,8 +33,16 @@ var (
 
 // Main runs the package's tests and stops the shared stack afterwards. Call
 // it from TestMain: `func TestMain(m *testing.M) { stacktest.Main(m) }`.
-func Main(m *testing.M) {
+// Each after function runs once the tests are done, before the stack
+// stops; an error it returns is printed and fails the run.
+func Main(m *testing.M, after ...func() error) {
 	code := m.Run()
+	for _, f := range after {
+		if err := f(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
 	mu.Lock()
 	if shared != nil {
 		if err := shared.Close(); err != nil {
