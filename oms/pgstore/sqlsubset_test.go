@@ -121,9 +121,11 @@ func TestEveryMigrationStatementParsesInCockroachDB(t *testing.T) {
 
 // TestSQLSubsetCheckReportsPostgreSQLOnlyStatements runs the check on a
 // small module of its own: PostgreSQL-only statements (LISTEN, VACUUM,
-// LOCK TABLE), reached through a literal, a constant, a Sprintf template,
-// a branch-built query and a wrapper, must each be reported; so must a
-// call whose SQL is not a constant, and a stale dynamicSQLSites entry.
+// LOCK TABLE, TABLESAMPLE), reached through a literal, a constant, a
+// Sprintf template, a branch-built query and a wrapper, must each be
+// reported; so must a call whose SQL is not a constant, a stale
+// dynamicSQLSites entry, and the tests' PostgreSQL-only marker in non-test
+// code.
 func TestSQLSubsetCheckReportsPostgreSQLOnlyStatements(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, text string) {
@@ -170,6 +172,7 @@ func F(ctx context.Context, d db, full bool, name string) {
 	go func() { d.Exec(ctx, s) }()
 	run(ctx, d, `+"`VACUUM outbox`"+`)
 	d.Exec(ctx, "SELECT "+name)
+	d.Exec(ctx, "-- PostgreSQL only (test): not here\nSELECT 1")
 }
 `)
 	sites := map[string]dynamicSite{"store/store.go:run": {why: "wrapper"}, "store/gone.go:G": {why: "stale"}}
@@ -196,21 +199,23 @@ func F(ctx context.Context, d db, full bool, name string) {
 	if strings.Join(rejected, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rejected statements:\n%s\nwant:\n%s", strings.Join(rejected, "\n"), strings.Join(want, "\n"))
 	}
-	// SELECT 1 ..., and SELECT id FROM outbox (the branch not taken).
-	if accepted != 2 {
-		t.Errorf("got %d accepted statements, want 2: %+v", accepted, res.stmts)
+	// SELECT 1 ..., SELECT id FROM outbox (the branch not taken), and the
+	// marked SELECT 1, which is parsed all the same.
+	if accepted != 3 {
+		t.Errorf("got %d accepted statements, want 3: %+v", accepted, res.stmts)
 	}
 	problems := strings.Join(res.problems, "\n")
 	for _, w := range []string{
 		"store/store.go:32: cannot resolve the SQL of d.Exec",
 		`dynamicSQLSites entry "store/gone.go:G" matches no call`,
+		`store/store.go:33: "-- PostgreSQL only (test):" is for tests only`,
 	} {
 		if !strings.Contains(problems, w) {
 			t.Errorf("problems do not report %q:\n%s", w, problems)
 		}
 	}
-	if len(res.problems) != 2 {
-		t.Errorf("got %d problems, want 2:\n%s", len(res.problems), problems)
+	if len(res.problems) != 3 {
+		t.Errorf("got %d problems, want 3:\n%s", len(res.problems), problems)
 	}
 	if !strings.Contains(strings.Join(res.notes, "\n"), "store/store.go:16: fmt.Sprintf %s <- x") {
 		t.Errorf("the Sprintf stand-in is not noted: %v", res.notes)
@@ -224,8 +229,13 @@ func F(ctx context.Context, d db, full bool, name string) {
 	var r sqlRecorder
 	r.add("SELECT 1")
 	r.add("LISTEN outbox")
-	if err := r.check(); err == nil || !strings.Contains(err.Error(), "LISTEN outbox") || strings.Contains(err.Error(), "SELECT 1") {
+	r.add("\t" + pgOnlyMarker + " a test of LISTEN itself\nLISTEN orders")
+	if err := r.check(); err == nil || !strings.Contains(err.Error(), "LISTEN outbox") || strings.Contains(err.Error(), "SELECT 1") ||
+		strings.Contains(err.Error(), "LISTEN orders") {
 		t.Errorf("recorder check: %v", err)
+	}
+	if all, pgOnly := r.count(); all != 3 || pgOnly != 1 {
+		t.Errorf("recorder count: %d texts, %d PostgreSQL-only; want 3 and 1", all, pgOnly)
 	}
 }
 
@@ -336,6 +346,12 @@ func (r *sqlRecorder) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, d pgx
 }
 func (r *sqlRecorder) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
 
+// pgOnlyMarker opens the SQL text of a test that is PostgreSQL-only on
+// purpose (say why after the colon): the runtime check counts such a text
+// and does not parse it. Only tests may use it: the static pass over the
+// non-test code reports the marker as a problem.
+const pgOnlyMarker = "-- PostgreSQL only (test):"
+
 // check parses every recorded statement and reports those CockroachDB's
 // parser rejects.
 func (r *sqlRecorder) check() error {
@@ -343,6 +359,9 @@ func (r *sqlRecorder) check() error {
 	defer r.mu.Unlock()
 	var bad []string
 	for sql := range r.seen {
+		if strings.HasPrefix(strings.TrimSpace(sql), pgOnlyMarker) {
+			continue
+		}
 		if err := parseCockroach(sql); err != nil {
 			bad = append(bad, fmt.Sprintf("%s\n    %v", sql, err))
 		}
@@ -355,10 +374,17 @@ func (r *sqlRecorder) check() error {
 	return nil
 }
 
-func (r *sqlRecorder) count() int {
+// count gives the distinct texts recorded and, of them, those marked
+// PostgreSQL-only.
+func (r *sqlRecorder) count() (all, pgOnly int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.seen)
+	for sql := range r.seen {
+		if strings.HasPrefix(strings.TrimSpace(sql), pgOnlyMarker) {
+			pgOnly++
+		}
+	}
+	return len(r.seen), pgOnly
 }
 
 // checkRecordedSQL runs after the package's tests (TestMain).
@@ -366,8 +392,8 @@ func checkRecordedSQL() error {
 	if err := testSQL.check(); err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}
-	if n := testSQL.count(); n > 0 {
-		fmt.Fprintf(os.Stderr, "pgstore: %d distinct SQL texts sent by the tests, all accepted by CockroachDB's parser\n", n)
+	if n, pgOnly := testSQL.count(); n > 0 {
+		fmt.Fprintf(os.Stderr, "pgstore: %d distinct SQL texts sent by the tests accepted by CockroachDB's parser, %d more marked PostgreSQL-only (test)\n", n-pgOnly, pgOnly)
 	}
 	return nil
 }
@@ -885,11 +911,14 @@ func (sc *sqlScan) looseLiterals(pkg *goPkg, gf *goFile) {
 		}
 		stack = append(stack, n)
 		lit, ok := n.(*ast.BasicLit)
-		if !ok || lit.Kind != token.STRING || sc.used[lit.Pos()] {
+		if !ok || lit.Kind != token.STRING {
 			return true
 		}
 		s, err := strconv.Unquote(lit.Value)
-		if err != nil || !sqlStart.MatchString(s) {
+		if err == nil && strings.Contains(s, pgOnlyMarker) {
+			sc.out.problems = append(sc.out.problems, fmt.Sprintf("%s: %q is for tests only; omsd's own SQL must parse in CockroachDB", sc.where(gf, lit.Pos()), pgOnlyMarker))
+		}
+		if err != nil || sc.used[lit.Pos()] || !sqlStart.MatchString(s) {
 			return true
 		}
 		// The outermost concatenation this literal is part of.
