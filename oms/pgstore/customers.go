@@ -427,23 +427,29 @@ func (s *Store) AttributionSummary(ctx context.Context, dim string, from, to tim
 // hours before before into slot 0 and returns the rows it removed. The
 // slots only spread the row locks of concurrent commits; once an hour is
 // past, its totals need one row per key, which keeps the summary a scan of
-// at most hours × keys rows. Concurrent folds are safe: a row is moved by
-// the one delete that gets it. A refund of an old order adds to a slot
-// again, and the next fold takes it.
+// at most hours × keys rows. Concurrent folds and commits are safe (see
+// below). A refund of an old order adds to a slot again, and the next fold
+// takes it.
 func (s *Store) FoldAttributionSlots(ctx context.Context, before time.Time) (int64, error) {
 	var moved int64
+	// Two statements, not one with two modifying subqueries of the table
+	// (CockroachDB refuses that). Tx is SERIALIZABLE, so both statements
+	// see one snapshot: the delete takes exactly the rows the upsert
+	// summed, and a commit or fold that changes them meanwhile makes one of
+	// the two transactions retry. The sums are written in primary-key order
+	// like every other writer of the table.
 	err := s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `WITH moved AS (
-				DELETE FROM attribution_hourly WHERE hour < $1 AND slot <> 0
-				RETURNING dim, key, hour, currency, orders, gmv, refunded),
-			folded AS (
-				INSERT INTO attribution_hourly (dim, key, hour, currency, slot, orders, gmv, refunded)
-				SELECT dim, key, hour, currency, 0, sum(orders), sum(gmv), sum(refunded) FROM moved
-				GROUP BY dim, key, hour, currency
+		if _, err := tx.Exec(ctx, `INSERT INTO attribution_hourly (dim, key, hour, currency, slot, orders, gmv, refunded)
+				SELECT dim, key, hour, currency, 0, sum(orders), sum(gmv), sum(refunded) FROM attribution_hourly
+				WHERE hour < $1 AND slot <> 0
+				GROUP BY dim, hour, key, currency ORDER BY dim, hour, key, currency
 				ON CONFLICT (dim, hour, key, currency, slot) DO UPDATE SET orders = attribution_hourly.orders + excluded.orders,
-					gmv = attribution_hourly.gmv + excluded.gmv, refunded = attribution_hourly.refunded + excluded.refunded
-				RETURNING 1)
-			SELECT (SELECT count(*) FROM moved)`, before).Scan(&moved)
+					gmv = attribution_hourly.gmv + excluded.gmv, refunded = attribution_hourly.refunded + excluded.refunded`, before); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM attribution_hourly WHERE hour < $1 AND slot <> 0`, before)
+		moved = tag.RowsAffected()
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: fold attribution slots: %w", err)

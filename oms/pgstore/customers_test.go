@@ -2,10 +2,13 @@ package pgstore
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/omsd/omsd/oms"
 )
@@ -136,4 +139,88 @@ func BenchmarkAttributionSummary(b *testing.B) {
 		b.Fatal(err)
 	}
 	summary("folded")
+}
+
+// TestFoldAttributionSlotsRacingWriters folds while writers keep adding
+// to the slots of past hours (refunds of old orders do): every total
+// survives, whichever of a fold and a write retries.
+func TestFoldAttributionSlotsRacingWriters(t *testing.T) {
+	s := migrated(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Hour)
+	hours := []time.Time{now.Add(-3 * time.Hour), now.Add(-2 * time.Hour), now} // the last one is not folded
+	const writers, writes = 4, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+2)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range writes {
+				h := hours[(w+i)%len(hours)]
+				err := s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, `INSERT INTO attribution_hourly (dim, key, hour, currency, slot, orders, gmv, refunded)
+						VALUES ('associate', $1, $2, 'CNY', $3, 1, 100, 10)
+						ON CONFLICT (dim, hour, key, currency, slot) DO UPDATE SET orders = attribution_hourly.orders + 1,
+							gmv = attribution_hourly.gmv + 100, refunded = attribution_hourly.refunded + 10`,
+						fmt.Sprintf("A%d", i%3), h, (w+i)%attributionSlots)
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var folders sync.WaitGroup
+	for range 2 {
+		folders.Add(1)
+		go func() {
+			defer folders.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.FoldAttributionSlots(ctx, now); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	folders.Wait()
+	if _, err := s.FoldAttributionSlots(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var orders, gmv, refunded, leftInPast, inCurrent int64
+	if err := s.Pool().QueryRow(ctx, `SELECT sum(orders), sum(gmv), sum(refunded),
+			count(*) FILTER (WHERE hour < $1 AND slot <> 0), count(*) FILTER (WHERE hour >= $1 AND slot <> 0)
+		FROM attribution_hourly`, now).Scan(&orders, &gmv, &refunded, &leftInPast, &inCurrent); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(writers * writes); orders != want || gmv != 100*want || refunded != 10*want {
+		t.Errorf("totals %d orders, %d GMV, %d refunded; want %d, %d, %d", orders, gmv, refunded, want, 100*want, 10*want)
+	}
+	if leftInPast != 0 {
+		t.Errorf("%d rows of past hours left outside slot 0", leftInPast)
+	}
+	if inCurrent == 0 {
+		t.Error("the current hour was folded")
+	}
+	// One row per (key, hour) in the past after folding.
+	var pastRows int64
+	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FROM attribution_hourly WHERE hour < $1`, now).Scan(&pastRows)
+	if pastRows > 3*2 {
+		t.Errorf("%d rows for 3 keys × 2 past hours", pastRows)
+	}
 }

@@ -37,15 +37,69 @@ import (
 	"testing"
 
 	crdbparser "github.com/cockroachdb/cockroachdb-parser/pkg/sql/parser"
+	"github.com/cockroachdb/cockroachdb-parser/pkg/sql/sem/tree"
 	"github.com/jackc/pgx/v5"
 )
 
 // parseCockroach parses sql (one or more statements) with CockroachDB's
 // parser. PostgreSQL's $n placeholders are CockroachDB's too, so the text
-// is parsed as sent.
+// is parsed as sent. It also refuses what parses but CockroachDB's planner
+// refuses by default: one statement that modifies a table twice (two
+// modifying CTEs of one table, or a CTE and the main statement), which
+// needs the session setting enable_multiple_modifications_of_table.
 func parseCockroach(sql string) error {
-	_, err := crdbparser.Parse(sql)
-	return err
+	stmts, err := crdbparser.Parse(sql)
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		seen := map[string]int{}
+		modifiedTables(st.AST, seen)
+		for table, n := range seen {
+			if n > 1 {
+				return fmt.Errorf("modifies table %s %d times in one statement; CockroachDB refuses this unless enable_multiple_modifications_of_table is set: use one statement per modification in one transaction", table, n)
+			}
+		}
+	}
+	return nil
+}
+
+// modifiedTables counts the tables st inserts into, updates or deletes
+// from, in the statement itself and in its WITH clauses, at any depth.
+func modifiedTables(st tree.Statement, seen map[string]int) {
+	with := func(w *tree.With) {
+		if w == nil {
+			return
+		}
+		for _, cte := range w.CTEList {
+			modifiedTables(cte.Stmt, seen)
+		}
+	}
+	target := func(te tree.TableExpr) {
+		if a, ok := te.(*tree.AliasedTableExpr); ok {
+			te = a.Expr
+		}
+		seen[tree.AsString(te)]++
+	}
+	switch n := st.(type) {
+	case *tree.Insert:
+		with(n.With)
+		target(n.Table)
+		if n.Rows != nil {
+			modifiedTables(n.Rows, seen)
+		}
+	case *tree.Update:
+		with(n.With)
+		target(n.Table)
+	case *tree.Delete:
+		with(n.With)
+		target(n.Table)
+	case *tree.Select:
+		with(n.With)
+		if p, ok := n.Select.(*tree.ParenSelect); ok {
+			modifiedTables(p.Select, seen)
+		}
+	}
 }
 
 // dynamicSQLSites are the calls whose SQL text is not a constant, keyed by
@@ -236,6 +290,28 @@ func F(ctx context.Context, d db, full bool, name string) {
 	}
 	if all, pgOnly := r.count(); all != 3 || pgOnly != 1 {
 		t.Errorf("recorder count: %d texts, %d PostgreSQL-only; want 3 and 1", all, pgOnly)
+	}
+}
+
+// TestSQLSubsetCheckRefusesTwoModificationsOfOneTable: what the parser
+// accepts but CockroachDB's planner refuses by default, one statement
+// that modifies a table twice, is reported; one modification per table,
+// with or without CTEs, is not.
+func TestSQLSubsetCheckRefusesTwoModificationsOfOneTable(t *testing.T) {
+	for sql, refused := range map[string]bool{
+		`WITH moved AS (DELETE FROM t WHERE slot <> 0 RETURNING k, n),
+			folded AS (INSERT INTO t (k, slot, n) SELECT k, 0, sum(n) FROM moved GROUP BY k
+				ON CONFLICT (k, slot) DO UPDATE SET n = t.n + excluded.n RETURNING 1)
+			SELECT (SELECT count(*) FROM moved)`: true,
+		`WITH d AS (DELETE FROM t RETURNING k) UPDATE t SET n = 0 WHERE k IN (SELECT k FROM d)`:   true,
+		`WITH d AS (DELETE FROM t RETURNING k) INSERT INTO u SELECT k FROM d`:                     false,
+		`INSERT INTO t (k) SELECT k FROM t WHERE n > 0 ON CONFLICT (k) DO UPDATE SET n = t.n + 1`: false,
+		`UPDATE t SET n = 1 WHERE k = $1`:                                                         false,
+	} {
+		err := parseCockroach(sql)
+		if (err != nil) != refused {
+			t.Errorf("refused %v (%v), want %v:\n%s", err != nil, err, refused, sql)
+		}
 	}
 }
 
