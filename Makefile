@@ -30,11 +30,11 @@ build:
 
 ## demo: start the local stack, run the flash-sale demo on it, print the report, stop everything
 demo: deps
-	$(GO) run ./cmd/omsd dev --state-dir $(STATE_DIR) --demo
+	$(GO) run ./cmd/omsd dev --state-dir $(STATE_DIR) --demo $(ARGS)
 
 ## dev: start the local stack and omsd, until Ctrl-C
 dev: deps
-	$(GO) run ./cmd/omsd dev --state-dir $(STATE_DIR)
+	$(GO) run ./cmd/omsd dev --state-dir $(STATE_DIR) $(ARGS)
 
 ## test: the whole suite, integration tests included, against the local stack, with the race detector
 test: deps

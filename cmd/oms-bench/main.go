@@ -230,9 +230,11 @@ func rampStep(ctx context.Context, bin, lt, state string, rate float64, d time.D
 
 // devStack is an omsd dev stack started for a measurement, seeded.
 type devStack struct {
-	dev  *exec.Cmd
-	env  string // its stack.env
-	seed string // the seed file oms-loadtest seed wrote
+	dev     *exec.Cmd
+	done    chan struct{} // closed when dev has exited
+	waitErr error         // dev's exit, once done is closed
+	env     string        // its stack.env
+	seed    string        // the seed file oms-loadtest seed wrote
 }
 
 // startStack starts omsd dev (with the warehouse simulator) on a fresh
@@ -246,17 +248,22 @@ func startStack(ctx context.Context, bin, state string, logw io.Writer, devArgs 
 	if err := dev.Start(); err != nil {
 		return nil, err
 	}
-	st := &devStack{dev: dev, env: filepath.Join(state, "stack.env"), seed: filepath.Join(state, "loadtest-seed.json")}
-	deadline := time.Now().Add(90 * time.Second)
+	st := &devStack{dev: dev, done: make(chan struct{}), env: filepath.Join(state, "stack.env"), seed: filepath.Join(state, "loadtest-seed.json")}
+	go func() { st.waitErr = dev.Wait(); close(st.done) }()
+	deadline := time.After(90 * time.Second)
 	for {
 		if _, err := os.Stat(st.env); err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-st.done:
+			st.dev = nil
+			return nil, fmt.Errorf("omsd dev exited before it wrote stack.env: %v", st.waitErr)
+		case <-deadline:
 			st.stop()
 			return nil, errors.New("omsd dev wrote no stack.env within 90 s")
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	seed := exec.CommandContext(ctx, filepath.Join(bin, "oms-loadtest"), "seed", "--env", st.env, "--seed", st.seed,
 		"--skus", "2000", "--nodes", "12", "--stock", "100000")
@@ -276,13 +283,11 @@ func (s *devStack) stop() {
 	dev := s.dev
 	s.dev = nil
 	_ = dev.Process.Signal(syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { _ = dev.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.done:
 	case <-time.After(30 * time.Second):
 		_ = dev.Process.Kill()
-		<-done
+		<-s.done
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 // -x bad does; a flag beats the variable.
 type config struct {
 	HTTPAddr     string
+	HTTPListenFD int
 	DatabaseURL  string
 	RedisURL     string
 	RedisCluster bool
@@ -237,6 +238,7 @@ func declareSettings(c *config) *settings {
 	}
 
 	str(&c.HTTPAddr, "http.addr", "OMS_HTTP_ADDR", "127.0.0.1:8080", "listen address of the HTTP API", checkHostPort)
+	integer(&c.HTTPListenFD, "http.listen-fd", "OMS_HTTP_LISTEN_FD", 0, 0, 1<<20, "serve the HTTP API on the listening socket inherited as this file descriptor instead of -http.addr (socket hand-down by a supervisor, as omsd dev does so that an instance keeps its port across restarts); 0: listen on -http.addr")
 	str(&c.DatabaseURL, "pg.url", "OMS_DATABASE_URL", "", "PostgreSQL or CockroachDB URL", checkDatabaseURL).url = true
 	str(&c.RedisURL, "redis.url", "OMS_REDIS_URL", "", "Redis URL; with -redis.cluster a comma-separated list of cluster nodes", nil).url = true
 	boolean(&c.RedisCluster, "redis.cluster", "OMS_REDIS_CLUSTER", false, "Redis is a cluster")

@@ -120,14 +120,28 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 
 	exited := make(chan instanceExit, *instances)
 	ins := make([]*instance, *instances)
-	for i := range ins {
-		port := firstPort
-		if i > 0 || port == 0 {
-			if port, err = freeLoopbackPort(); err != nil {
-				return err
-			}
+	// omsd dev listens for every instance itself and hands the socket
+	// down (fd 3): the port is never free between a kill and the restart,
+	// so nothing else can take it (picking a free port and letting the
+	// child bind it later loses, now and then, to an ephemeral port of
+	// another client), and connections made meanwhile wait in the backlog.
+	var listeners []*os.File
+	defer func() {
+		for _, f := range listeners {
+			f.Close()
 		}
-		args := []string{"serve", "--http.addr", "127.0.0.1:" + strconv.Itoa(port),
+	}()
+	for i := range ins {
+		addr := "127.0.0.1:0"
+		if i == 0 && firstPort != 0 {
+			addr = *httpAddr
+		}
+		lf, port, err := listenFile(addr)
+		if err != nil {
+			return fmt.Errorf("omsd dev: listen for omsd serve instance %d: %w", i, err)
+		}
+		listeners = append(listeners, lf)
+		args := []string{"serve", "--http.addr", "127.0.0.1:" + strconv.Itoa(port), "--http.listen-fd", "3",
 			"--pg.url", stack.DatabaseURL(), "--redis.url", stack.RedisURL(), "--kafka.brokers", brokers,
 			"--log.level", *logLevel, "--migrate=false"}
 		if stack.RedisIsCluster() {
@@ -136,7 +150,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		if i == 0 && *debugAddr != "" {
 			args = append(args, "--debug.addr", *debugAddr)
 		}
-		ins[i] = &instance{idx: i, port: port, exe: exe, args: args, env: childEnv,
+		ins[i] = &instance{idx: i, port: port, listener: lf, exe: exe, args: args, env: childEnv,
 			logPath: filepath.Join(absState, fmt.Sprintf("omsd-%d.log", i)), log: log, exited: exited}
 	}
 	defer func() {

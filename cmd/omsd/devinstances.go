@@ -24,14 +24,15 @@ const devChildEnv = "OMSD_DEV_CHILD"
 
 // instance is one `omsd serve` child of omsd dev, always on the same port.
 type instance struct {
-	idx     int
-	port    int
-	exe     string
-	args    []string
-	env     []string
-	logPath string
-	log     *slog.Logger
-	exited  chan<- instanceExit // unexpected exits are reported here
+	idx      int
+	port     int
+	listener *os.File // the listening socket of port, fd 3 of every process
+	exe      string
+	args     []string
+	env      []string
+	logPath  string
+	log      *slog.Logger
+	exited   chan<- instanceExit // unexpected exits are reported here
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -65,6 +66,9 @@ func (in *instance) start() error {
 	cmd := exec.Command(in.exe, in.args...)
 	cmd.Env = in.env
 	cmd.Stdout, cmd.Stderr = lf, lf
+	if in.listener != nil {
+		cmd.ExtraFiles = []*os.File{in.listener}
+	}
 	cmd.SysProcAttr = instanceProcAttr()
 	err = cmd.Start()
 	lf.Close()
@@ -182,6 +186,21 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// listenFile listens on addr and returns the socket as a file to hand
+// down to a child process, with its port.
+func listenFile(addr string) (*os.File, int, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer l.Close() // the file is a duplicate that keeps the socket open
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -156,8 +157,17 @@ func (a *app) wire(ctx context.Context, brokers []string) error {
 	}, downAtStart(a.brokerDown, "broker")...); err != nil {
 		return err
 	}
+	var ln net.Listener
+	if a.cfg.HTTPListenFD > 0 {
+		f := os.NewFile(uintptr(a.cfg.HTTPListenFD), "http-listener")
+		ln, err = net.FileListener(f)
+		f.Close() // FileListener holds its own duplicate
+		if err != nil {
+			return fmt.Errorf("-http.listen-fd %d: %w", a.cfg.HTTPListenFD, err)
+		}
+	}
 	if a.http, err = httpapi.New(httpapi.Config{
-		Addr: a.cfg.HTTPAddr, AdminKey: a.cfg.AdminKey, MaxBodyBytes: a.cfg.MaxBodyBytes, Log: a.log,
+		Addr: a.cfg.HTTPAddr, Listener: ln, AdminKey: a.cfg.AdminKey, MaxBodyBytes: a.cfg.MaxBodyBytes, Log: a.log,
 		Registerer: a.reg, Gatherer: a.reg, AccessLog: a.cfg.AccessLog,
 		ReadyChecks:    map[string]func(context.Context) error{"database": a.deps.check("database"), "redis": a.deps.check("redis")},
 		DegradedChecks: map[string]func(context.Context) error{"broker": a.deps.check("broker")},

@@ -23,6 +23,10 @@ import (
 type Config struct {
 	// Addr to listen on; default "127.0.0.1:8080".
 	Addr string
+	// Listener, when set, is served instead of listening on Addr (a
+	// socket handed down by a supervisor, which keeps the port across
+	// restarts of the process).
+	Listener net.Listener
 	// AdminKey authorizes the admin endpoints (required).
 	AdminKey string
 	// MaxBodyBytes caps request bodies; default 1 MiB.
@@ -146,9 +150,12 @@ func (s *Server) routes() {
 // Listen opens the listener synchronously (errors come back here) and
 // serves in a goroutine.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("httpapi: listen %s: %w", s.cfg.Addr, err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("httpapi: listen %s: %w", s.cfg.Addr, err)
+		}
 	}
 	s.ln = ln
 	s.srv = &http.Server{
