@@ -101,6 +101,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (_ *app, err erro
 	}); err != nil {
 		return nil, err
 	}
+	if err := a.reg.Register(newTxCollector(a.store.TxStats)); err != nil {
+		return nil, err
+	}
 	if err := a.reg.Register(newPGPoolCollector(a.store.Pool())); err != nil {
 		return nil, err
 	}

@@ -204,6 +204,9 @@ func TestServeExportsBuildInfoPoolAndDependencyMetrics(t *testing.T) {
 		"omsd_pg_pool_acquired_conns ", "omsd_pg_pool_idle_conns ", "omsd_pg_pool_total_conns ", "omsd_pg_pool_max_conns 32",
 		"omsd_pg_pool_acquires_total ", "omsd_pg_pool_acquire_seconds_total ", "omsd_pg_pool_empty_acquires_total ",
 		"omsd_pg_pool_canceled_acquires_total ",
+		`omsd_db_transactions_total{outcome="committed"} `, `omsd_db_transactions_total{outcome="failed"} `,
+		`omsd_db_transactions_total{outcome="retried"} `, `omsd_db_transaction_retries_total{cause="serialization"} `,
+		`omsd_db_transaction_retries_total{cause="deadlock"} `,
 		"omsd_redis_pool_hits_total ", "omsd_redis_pool_misses_total ", "omsd_redis_pool_timeouts_total ",
 		"omsd_redis_pool_total_conns ", "omsd_redis_pool_idle_conns ", "omsd_redis_pool_stale_conns_total ",
 		"omsd_kafka_writer_writes_total ", "omsd_kafka_writer_messages_total ", "omsd_kafka_writer_errors_total ",
@@ -213,6 +216,9 @@ func TestServeExportsBuildInfoPoolAndDependencyMetrics(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	if strings.Contains(m, `omsd_db_transactions_total{outcome="committed"} 0`+"\n") {
+		t.Error("no committed transaction counted after the migrations and a channel were written")
 	}
 	if strings.Contains(m, "omsd_pg_pool_acquires_total 0\n") {
 		t.Error("the pool counted no acquire after a channel was created")

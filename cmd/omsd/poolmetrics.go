@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/omsd/omsd/oms/pgstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
@@ -192,4 +193,39 @@ func (c *kafkaWriterCollector) Collect(ch chan<- prometheus.Metric) {
 	sum(c.dBatchBytes, c.batchBytes.count, c.batchBytes.sum)
 	c.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(c.dMaxAttempts, prometheus.GaugeValue, float64(s.MaxAttempts))
+}
+
+// txCollector exports the store's transaction counts: how many
+// read-write transactions committed or failed, and how many attempts were
+// run again after a serialization failure or a deadlock (contention shows
+// here before it shows in latency).
+type txCollector struct {
+	stats          func() pgstore.TxStats
+	outcome, cause *prometheus.Desc
+}
+
+func newTxCollector(stats func() pgstore.TxStats) *txCollector {
+	return &txCollector{
+		stats: stats,
+		outcome: prometheus.NewDesc("omsd_db_transactions_total",
+			"Read-write database transactions by outcome: committed, failed (the error was returned), retried (an attempt that failed with a serialization failure or a deadlock and was run again).",
+			[]string{"outcome"}, nil),
+		cause: prometheus.NewDesc("omsd_db_transaction_retries_total",
+			"Transaction attempts run again, by cause: serialization (SQLSTATE 40001) or deadlock (40P01).",
+			[]string{"cause"}, nil),
+	}
+}
+
+func (c *txCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *txCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	n := func(d *prometheus.Desc, v uint64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
+	}
+	n(c.outcome, s.Committed, "committed")
+	n(c.outcome, s.Failed, "failed")
+	n(c.outcome, s.Retried, "retried")
+	n(c.cause, s.Serialization, "serialization")
+	n(c.cause, s.Deadlock, "deadlock")
 }

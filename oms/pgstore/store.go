@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
@@ -35,6 +36,32 @@ type Store struct {
 	Now func() time.Time
 	// onRetry, if set, sees every error that made Tx retry (tests).
 	onRetry func(error)
+	stats   txCounters
+}
+
+// TxStats counts the read-write transactions run through Tx since the
+// store was opened. Attempts = Committed + Failed + Retried: a retried
+// attempt is one that failed with a serialization failure or a deadlock
+// and was run again.
+type TxStats struct {
+	Committed, Failed       uint64
+	Retried                 uint64 // all retried attempts
+	Serialization, Deadlock uint64 // retried attempts by cause (40001, 40P01)
+}
+
+type txCounters struct {
+	committed, failed, serialization, deadlock atomic.Uint64
+}
+
+// TxStats returns the transaction counts (read at scrape time by omsd's
+// metrics: omsd_db_transactions_total).
+func (s *Store) TxStats() TxStats {
+	t := TxStats{
+		Committed: s.stats.committed.Load(), Failed: s.stats.failed.Load(),
+		Serialization: s.stats.serialization.Load(), Deadlock: s.stats.deadlock.Load(),
+	}
+	t.Retried = t.Serialization + t.Deadlock
+	return t
 }
 
 // Open connects a pool and checks that the server answers.
@@ -105,8 +132,12 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) 
 // TxWith is Tx with explicit transaction options.
 func (s *Store) TxWith(ctx context.Context, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	attempt := 0
-	return crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, s.maxRetries), func(ctx context.Context, _ ...any) error {
+	var lastCode string
+	err := crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, s.maxRetries), func(ctx context.Context, _ ...any) error {
 		if attempt > 0 {
+			// crdb runs fn again only after a retryable failure: count
+			// the previous attempt as retried, by its cause.
+			s.countRetried(lastCode)
 			// Jittered backoff so that two conflicting transactions do not
 			// collide again at once.
 			d := time.Duration(rand.Int64N(int64(time.Millisecond)*int64(min(attempt, 10)))) + 100*time.Microsecond
@@ -118,11 +149,42 @@ func (s *Store) TxWith(ctx context.Context, opts pgx.TxOptions, fn func(ctx cont
 		}
 		attempt++
 		err := retryable(runTx(ctx, s.pool, opts, fn))
-		if err != nil && s.onRetry != nil {
-			s.onRetry(err)
+		if err != nil {
+			lastCode = sqlState(err)
+			if s.onRetry != nil {
+				s.onRetry(err)
+			}
 		}
 		return err
 	})
+	if err != nil {
+		s.stats.failed.Add(1)
+	} else {
+		s.stats.committed.Add(1)
+	}
+	return err
+}
+
+func (s *Store) countRetried(code string) {
+	if code == "40P01" {
+		s.stats.deadlock.Add(1)
+	} else {
+		s.stats.serialization.Add(1)
+	}
+}
+
+// sqlState is the SQLSTATE behind err: a PostgreSQL error's own code
+// (40P01 for a deadlock, even when wrapped as retryable), else "".
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	var c interface{ SQLState() string }
+	if errors.As(err, &c) {
+		return c.SQLState()
+	}
+	return ""
 }
 
 func runTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {

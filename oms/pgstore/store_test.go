@@ -156,6 +156,7 @@ func TestCommitTimeSerializationFailureIsRetriedNotLost(t *testing.T) {
 	var mu sync.Mutex
 	var seen []error
 	s.onRetry = func(err error) { mu.Lock(); seen = append(seen, err); mu.Unlock() }
+	before := s.TxStats()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	wg.Add(2)
@@ -170,6 +171,17 @@ func TestCommitTimeSerializationFailureIsRetriedNotLost(t *testing.T) {
 	retried := attempts[0].Load() + attempts[1].Load() - 2
 	if retried < 1 {
 		t.Fatalf("got no retry, want the serialization failure at COMMIT to be seen and retried (attempts %d, %d)", attempts[0].Load(), attempts[1].Load())
+	}
+	// The metrics (omsd_db_transactions_total) count what happened.
+	after := s.TxStats()
+	if d := after.Committed - before.Committed; d != 2 {
+		t.Errorf("TxStats: %d more committed, want 2", d)
+	}
+	if d := after.Serialization - before.Serialization; int64(d) != retried || after.Retried-before.Retried != d {
+		t.Errorf("TxStats: %d more retried for serialization (%d in all), want %d", d, after.Retried-before.Retried, retried)
+	}
+	if after.Failed != before.Failed || after.Deadlock != before.Deadlock {
+		t.Errorf("TxStats: failed %d -> %d, deadlock %d -> %d, want no change", before.Failed, after.Failed, before.Deadlock, after.Deadlock)
 	}
 	atCommit := false
 	for _, err := range seen {
@@ -212,6 +224,7 @@ func TestCommitErrorIsReturned(t *testing.T) {
 		CREATE TABLE child (id INT PRIMARY KEY, parent INT REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
 		t.Fatal(err)
 	}
+	before := s.TxStats()
 	err := s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO child (id, parent) VALUES (1, 42)`)
 		return err
@@ -219,6 +232,9 @@ func TestCommitErrorIsReturned(t *testing.T) {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "23503" {
 		t.Fatalf("got %v, want the foreign-key violation raised at COMMIT (23503)", err)
+	}
+	if after := s.TxStats(); after.Failed != before.Failed+1 || after.Committed != before.Committed || after.Retried != before.Retried {
+		t.Errorf("TxStats %+v -> %+v, want one more failed and nothing else", before, after)
 	}
 	var n int
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM child`).Scan(&n); err != nil {
@@ -239,5 +255,64 @@ func TestTxGivesUpOnContextEnd(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("got nil, want the context error")
+	}
+}
+
+// TestDeadlockIsRetriedAndCounted makes two transactions lock two rows in
+// opposite orders. PostgreSQL ends one with a deadlock (40P01) after
+// deadlock_timeout; Tx must run it again (both updates land once) and
+// count the retry as a deadlock.
+func TestDeadlockIsRetriedAndCounted(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `CREATE TABLE pair (id INT PRIMARY KEY, n INT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO pair (id, n) VALUES (1, 0), (2, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	before := s.TxStats()
+	var locked sync.WaitGroup
+	locked.Add(2)
+	var attempts [2]atomic.Int64
+	run := func(i, first, second int) error {
+		return s.Tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			n := attempts[i].Add(1)
+			if _, err := tx.Exec(ctx, `UPDATE pair SET n = n + 1 WHERE id = $1`, first); err != nil {
+				return err
+			}
+			if n == 1 {
+				// Each holds its first row before either asks for the second.
+				locked.Done()
+				locked.Wait()
+			}
+			_, err := tx.Exec(ctx, `UPDATE pair SET n = n + 1 WHERE id = $1`, second)
+			return err
+		})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = run(0, 1, 2) }()
+	go func() { defer wg.Done(); errs[1] = run(1, 2, 1) }()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	after := s.TxStats()
+	if d := after.Deadlock - before.Deadlock; d < 1 || after.Retried-before.Retried != d {
+		t.Errorf("TxStats %+v -> %+v, want at least one retry counted as a deadlock and no other", before, after)
+	}
+	if d := after.Committed - before.Committed; d != 2 {
+		t.Errorf("TxStats: %d more committed, want 2", d)
+	}
+	var sum int
+	if err := s.pool.QueryRow(ctx, `SELECT sum(n) FROM pair`).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != 4 {
+		t.Errorf("got sum %d, want 4 (each transaction's two updates applied once)", sum)
 	}
 }
