@@ -211,7 +211,13 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 
 	env := fmt.Sprintf("OMS_API_URL=%s\nOMS_API_URLS=%s\nOMS_ADMIN_KEY=%s\nOMS_DATABASE_URL=%s\nOMS_REDIS_URL=%s\nOMS_REDIS_CLUSTER=%t\nOMS_KAFKA_BROKERS=%s\nOMS_DEV_CONTROL_URL=%s\nOMS_DEV_CONTROL_TOKEN=%s\n",
 		urls[0], strings.Join(urls, ","), adminKey, stack.DatabaseURL(), stack.RedisURL(), stack.RedisIsCluster(), brokers, controlURL, faults.token)
-	if err := os.WriteFile(envPath, []byte(env), 0o600); err != nil {
+	// Written whole under another name and renamed: whoever waits for
+	// stack.env to appear (the tests, oms-bench, make demo) must never read
+	// it half-written.
+	if err := os.WriteFile(envPath+".tmp", []byte(env), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(envPath+".tmp", envPath); err != nil {
 		return err
 	}
 	defer os.Remove(envPath)
